@@ -1,0 +1,134 @@
+"""Changelog records: one key's state (or the fact that its sequence ended) as compact bytes.
+
+Layout, little-endian: magic `LSS1`, flags (bit 0: ended), model-version length and bytes, the
+input offset the state reflects, the step count, the last-seen wall-clock time, the output width
+and state width, then the last output and every state tensor as float32. Binary rather than JSON
+because a restore reads a million of these and float32 must round-trip bit for bit.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from consumer.model.step import Float32Array
+from consumer.state import EndedKey, StateTable
+
+_MAGIC = b"LSS1"
+_HEAD = struct.Struct("<4sBB")
+_BODY = struct.Struct("<qidHI")
+_ENDED = 1
+
+RestoreOutcome = Literal["restored", "ended", "version_mismatch", "corrupt"]
+
+
+class CorruptSnapshotError(ValueError):
+    """A changelog value that is not a state record of this format."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    model_version: str
+    ended: bool
+    offset: int
+    step: int
+    last_seen: float
+    last_output: Float32Array
+    state: Float32Array  # every state tensor of the key, concatenated in plan order
+
+
+def encode_state(table: StateTable, key: str, model_version: str) -> bytes:
+    slot = table.slot_of(key)
+    if slot is None:
+        raise KeyError(key)
+    parts = [table.last_output[slot], *(arr[slot] for arr in table.states)]
+    floats = np.concatenate(parts).astype(np.float32, copy=False)
+    body = _BODY.pack(
+        int(table.last_offset[slot]),
+        int(table.steps[slot]),
+        float(table.last_seen[slot]),
+        table.n_outputs,
+        len(floats) - table.n_outputs,
+    )
+    return _header(model_version, 0) + body + floats.tobytes()
+
+
+def encode_ended(ended: EndedKey, model_version: str) -> bytes:
+    body = _BODY.pack(ended.offset, 0, 0.0, 0, 0)
+    return _header(model_version, _ENDED) + body
+
+
+def decode(value: bytes) -> Snapshot:
+    try:
+        magic, flags, vlen = _HEAD.unpack_from(value, 0)
+        if magic != _MAGIC:
+            raise CorruptSnapshotError("not a state record (bad magic)")
+        pos = _HEAD.size
+        version = value[pos : pos + vlen].decode("ascii")
+        pos += vlen
+        offset, step, last_seen, n_out, n_state = _BODY.unpack_from(value, pos)
+        pos += _BODY.size
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise CorruptSnapshotError(f"truncated or malformed state record: {exc}") from exc
+    floats = np.frombuffer(value, np.float32, offset=pos) if pos < len(value) else _EMPTY
+    if len(floats) != n_out + n_state:
+        raise CorruptSnapshotError(f"expected {n_out + n_state} floats, found {len(floats)}")
+    return Snapshot(
+        model_version=version,
+        ended=bool(flags & _ENDED),
+        offset=offset,
+        step=step,
+        last_seen=last_seen,
+        last_output=floats[:n_out],
+        state=floats[n_out:],
+    )
+
+
+def restore(
+    table: StateTable, key: str, partition: int, value: bytes, model_version: str
+) -> RestoreOutcome:
+    """Apply one changelog record to the table (the newest record of a key wins)."""
+    try:
+        snap = decode(value)
+    except CorruptSnapshotError:
+        return "corrupt"
+    if snap.model_version != model_version:
+        forget(table, key)
+        return "version_mismatch"
+    if snap.ended:
+        forget(table, key)
+        table.ended[key] = EndedKey(partition, snap.offset)
+        return "ended"
+    if len(snap.last_output) != table.n_outputs or len(snap.state) != sum(table.state_sizes):
+        return "corrupt"
+    slot = table.slot_of(key)
+    if slot is None:
+        slot = table.allocate(key, partition)
+    table.partition[slot] = partition
+    table.steps[slot] = snap.step
+    table.last_offset[slot] = snap.offset
+    table.last_seen[slot] = snap.last_seen
+    table.last_output[slot] = snap.last_output
+    start = 0
+    for arr, size in zip(table.states, table.state_sizes, strict=True):
+        arr[slot] = snap.state[start : start + size]
+        start += size
+    return "restored"
+
+
+def forget(table: StateTable, key: str) -> None:
+    """Apply a tombstone: the key has no state and no pending end."""
+    if key in table:
+        table.release(key)
+    table.ended.pop(key, None)
+
+
+def _header(model_version: str, flags: int) -> bytes:
+    version = model_version.encode("ascii")
+    return _HEAD.pack(_MAGIC, flags, len(version)) + version
+
+
+_EMPTY: Float32Array = np.zeros(0, np.float32)

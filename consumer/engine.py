@@ -1,0 +1,248 @@
+"""One micro-batch of decoded records in, one output per sample out. Pure: no Kafka, no clock.
+
+Records are applied in input order per key. A batched model call never holds two steps of the
+same key: the i-th sample of every key in the batch forms wave i, and the waves run in order, each
+gathering its keys' state rows from the table, stepping once and scattering them back.
+
+Per record the work is a few dictionary and list operations; everything per sample (the model,
+gathering, scattering, collecting outputs) is done by numpy over whole waves.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from consumer.messages import FinalReason, InputRecord
+from consumer.model.step import Float32Array, StepFunction
+from consumer.state import StateTable
+
+
+@dataclass(slots=True)
+class Outputs:
+    """The outputs of one batch, column by column, in input order per key."""
+
+    keys: list[str] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
+    values: Float32Array = field(default_factory=lambda: np.zeros((0, 1), np.float32))
+    reasons: list[FinalReason | None] = field(default_factory=list)
+    partitions: list[int] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    ts: list[int | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    outputs: Outputs
+    samples: int  # samples applied to the model
+    waves: int
+    skipped: int  # records not applied again: their offset is not newer than the key's state
+    started: int  # sequences started
+    ended: Counter[str]  # sequences ended, by reason ("end", "max_steps", "idle_timeout", "reset")
+    step_seconds: float  # time spent in waves: gather, model step, scatter
+
+
+class _Cursor:
+    """Where one key stands while its records of the batch are laid out."""
+
+    __slots__ = ("applied", "last_offset", "last_sample", "slot", "step", "wave")
+
+    def __init__(self, slot: int, step: int, last_offset: int) -> None:
+        self.slot = slot  # -1: the key has no slot yet
+        self.step = step  # samples seen in the current sequence; 0: no live state
+        self.wave = 0
+        self.last_sample = -1  # index of the key's latest sample in this batch
+        self.last_offset = last_offset
+        self.applied = False  # any record of the batch applied (not skipped as a replay)
+
+
+class Engine:
+    def __init__(self, step_fn: StepFunction, table: StateTable, *, max_steps: int = 0) -> None:
+        if max_steps < 0:
+            raise ValueError("max_steps must be >= 0 (0: unlimited)")
+        self.step_fn = step_fn
+        self.table = table
+        self.max_steps = max_steps
+
+    def process(self, records: Sequence[InputRecord], now: float) -> BatchResult:
+        """Apply a micro-batch; `now` (wall clock, seconds) marks the keys as seen."""
+        table = self.table
+        max_steps = self.max_steps
+        rows: list[list[float]] = []
+        s_slot: list[int] = []
+        s_wave: list[int] = []
+        fresh: list[int] = []  # samples that start a sequence: their state is zeroed first
+        out = Outputs()
+        o_src: list[int] = []  # per output: its sample, or -1 - j for the j-th repeated output
+        repeat_slots: list[int] = []
+        cursors: dict[str, _Cursor] = {}
+        skipped = started = 0
+        ended: Counter[str] = Counter()
+
+        for rec in records:
+            key = rec.key
+            cur = cursors.get(key)
+            if cur is None:
+                slot = table.slot_of(key)
+                if slot is None:
+                    gone = table.ended.get(key)
+                    cur = _Cursor(-1, 0, -1 if gone is None else gone.offset)
+                else:
+                    cur = _Cursor(slot, int(table.steps[slot]), int(table.last_offset[slot]))
+                cursors[key] = cur
+            if rec.offset <= cur.last_offset:
+                skipped += 1
+                continue
+            cur.last_offset = rec.offset
+            cur.applied = True
+            if rec.reset and cur.step:
+                cur.step = 0
+                ended["reset"] += 1
+            n = len(rec.features)
+            if n:
+                if cur.slot < 0:
+                    cur.slot = table.allocate(key, rec.partition)
+                rows.extend(rec.features)
+                done = 0
+                while done < n:
+                    take = n - done if not max_steps else min(n - done, max_steps - cur.step)
+                    first = len(s_slot)
+                    if cur.step == 0:
+                        fresh.append(first)
+                        started += 1
+                    s_slot.extend([cur.slot] * take)
+                    s_wave.extend(range(cur.wave, cur.wave + take))
+                    o_src.extend(range(first, first + take))
+                    out.steps.extend(range(cur.step + 1, cur.step + take + 1))
+                    out.reasons.extend([None] * take)
+                    cur.step += take
+                    cur.wave += take
+                    done += take
+                    if cur.step == max_steps:
+                        out.reasons[-1] = "max_steps"
+                        ended["max_steps"] += 1
+                        cur.step = 0
+                cur.last_sample = len(s_slot) - 1
+                out.keys.extend([key] * n)
+                out.partitions.extend([rec.partition] * n)
+                out.offsets.extend([rec.offset] * n)
+                out.ts.extend([rec.ts] * n)
+            if rec.end and cur.step:
+                if n:
+                    out.reasons[-1] = "end"
+                else:  # a bare end marker repeats the sequence's last output
+                    if cur.last_sample >= 0:
+                        o_src.append(cur.last_sample)
+                    else:
+                        o_src.append(-1 - len(repeat_slots))
+                        repeat_slots.append(cur.slot)
+                    out.keys.append(key)
+                    out.steps.append(cur.step)
+                    out.reasons.append("end")
+                    out.partitions.append(rec.partition)
+                    out.offsets.append(rec.offset)
+                    out.ts.append(rec.ts)
+                ended["end"] += 1
+                cur.step = 0
+
+        n_samples = len(s_slot)
+        repeated = table.last_output[repeat_slots] if repeat_slots else None
+        t0 = time.perf_counter()
+        y, n_waves = self._run_waves(rows, s_slot, s_wave, fresh)
+        step_seconds = time.perf_counter() - t0
+        if repeated is not None:
+            y = np.concatenate([y, repeated])
+        src = np.asarray(o_src, np.intp)
+        if repeat_slots:
+            neg = src < 0
+            src[neg] = n_samples - 1 - src[neg]
+        out.values = y[src] if len(src) else np.zeros((0, self.step_fn.n_outputs), np.float32)
+
+        for key, cur in cursors.items():
+            if cur.slot < 0 or not cur.applied:
+                continue
+            if cur.step == 0:
+                table.last_offset[cur.slot] = cur.last_offset
+                table.end(key, cur.last_offset)
+                continue
+            slot = cur.slot
+            table.steps[slot] = cur.step
+            table.last_offset[slot] = cur.last_offset
+            table.last_seen[slot] = now
+            if cur.last_sample >= 0:
+                table.last_output[slot] = y[cur.last_sample]
+            table.dirty.add(key)
+        return BatchResult(out, n_samples, n_waves, skipped, started, ended, step_seconds)
+
+    def evict_idle(self, before: float) -> BatchResult:
+        """End every sequence last seen before `before` (wall clock), with a final output each."""
+        table = self.table
+        slots = table.idle_slots(before)
+        out = Outputs(
+            steps=table.steps[slots].tolist(),
+            values=table.last_output[slots].copy(),
+            partitions=table.partition[slots].tolist(),
+            offsets=table.last_offset[slots].tolist(),
+        )
+        for slot, offset in zip(slots.tolist(), out.offsets, strict=True):
+            key = table.key_of(slot)
+            assert key is not None
+            out.keys.append(key)
+            table.end(key, offset)
+        out.reasons = ["idle_timeout"] * len(out.keys)
+        out.ts = [None] * len(out.keys)
+        ended: Counter[str] = Counter({"idle_timeout": len(out.keys)} if len(out.keys) else {})
+        return BatchResult(out, 0, 0, 0, 0, ended, 0.0)
+
+    def _run_waves(
+        self, rows: list[list[float]], s_slot: list[int], s_wave: list[int], fresh: list[int]
+    ) -> tuple[Float32Array, int]:
+        n = len(s_slot)
+        n_out = self.step_fn.n_outputs
+        if n == 0:
+            return np.zeros((0, n_out), np.float32), 0
+        x = np.asarray(rows, np.float32)
+        slots = np.asarray(s_slot, np.intp)
+        fresh_mask = np.zeros(n, np.bool_)
+        fresh_mask[fresh] = True
+        waves = np.asarray(s_wave, np.intp)
+        n_waves = int(waves.max()) + 1
+        y = np.empty((n, n_out), np.float32)
+        if n_waves == 1:
+            self._wave(x, slots, fresh_mask, y, None)
+            return y, 1
+        order = np.argsort(waves, kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(waves))])
+        for w in range(n_waves):
+            idx = order[bounds[w] : bounds[w + 1]]
+            self._wave(x[idx], slots[idx], fresh_mask[idx], y, idx)
+        return y, n_waves
+
+    def _wave(
+        self,
+        x: Float32Array,
+        slots: npt.NDArray[np.intp],
+        fresh: npt.NDArray[np.bool_],
+        y: Float32Array,
+        idx: npt.NDArray[np.intp] | None,
+    ) -> None:
+        table = self.table
+        states = [np.take(arr, slots, axis=0) for arr in table.states]
+        if fresh.any():
+            for s in states:
+                s[fresh] = 0.0
+        result = self.step_fn.step(x, states)
+        if idx is None:
+            y[...] = result
+        else:
+            y[idx] = result
+        for arr, s in zip(table.states, states, strict=True):
+            arr[slots] = s

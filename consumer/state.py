@@ -1,0 +1,191 @@
+"""The state table: the recurrent state of every active sequence, as a structure of arrays.
+
+Each key owns one slot: a row in one preallocated float32 array per state tensor, plus its step
+count, the last input offset applied to it, its last output, its input partition and when it was
+last seen (wall clock, so idle eviction survives restarts). Arrays grow by doubling and released
+slots are reused through a free list, so a million sequences cost a few hundred bytes each instead
+of a Python object per tensor.
+
+Keys that ended (end marker, max steps, idle eviction) are remembered with the offset they ended at
+until their tombstone is durable: a crash between writing the end to the changelog and committing
+the input offsets must not turn the replayed records into a new sequence.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from consumer.model.step import Float32Array
+
+_INITIAL_CAPACITY = 1024
+_G = TypeVar("_G", bound=np.generic)
+
+
+@dataclass(frozen=True, slots=True)
+class EndedKey:
+    """A sequence that ended at `offset` of input `partition`; its tombstone is not yet durable."""
+
+    partition: int
+    offset: int
+
+
+class StateTable:
+    """Key -> slot, and per-slot arrays. Not thread-safe: one owner, the engine's caller."""
+
+    def __init__(
+        self,
+        state_sizes: Sequence[int],
+        n_outputs: int,
+        initial_capacity: int = _INITIAL_CAPACITY,
+    ) -> None:
+        if initial_capacity < 1:
+            raise ValueError("initial_capacity must be at least 1")
+        self.state_sizes = tuple(state_sizes)
+        self.n_outputs = n_outputs
+        cap = initial_capacity
+        self.states: list[Float32Array] = [np.zeros((cap, s), np.float32) for s in state_sizes]
+        self.steps: npt.NDArray[np.int32] = np.zeros(cap, np.int32)
+        self.last_offset: npt.NDArray[np.int64] = np.full(cap, -1, np.int64)
+        self.last_seen: npt.NDArray[np.float64] = np.zeros(cap, np.float64)
+        self.last_output: Float32Array = np.zeros((cap, n_outputs), np.float32)
+        self.partition: npt.NDArray[np.int32] = np.zeros(cap, np.int32)
+        self.in_use: npt.NDArray[np.bool_] = np.zeros(cap, np.bool_)
+        self._slots: dict[str, int] = {}
+        self._keys: list[str | None] = [None] * cap
+        self._free: list[int] = []
+        self._high_water = 0
+        # Keys whose state changed since the last `take_dirty`, for the changelog.
+        self.dirty: set[str] = set()
+        self.ended: dict[str, EndedKey] = {}
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._slots
+
+    @property
+    def capacity(self) -> int:
+        return len(self._keys)
+
+    def slot_of(self, key: str) -> int | None:
+        return self._slots.get(key)
+
+    def key_of(self, slot: int) -> str | None:
+        return self._keys[slot]
+
+    def keys(self) -> list[str]:
+        return list(self._slots)
+
+    def allocate(self, key: str, partition: int) -> int:
+        """A zeroed slot for a key that has none (a new sequence)."""
+        if key in self._slots:
+            raise KeyError(f"key {key!r} already has a slot")
+        if self._free:
+            slot = self._free.pop()
+        else:
+            if self._high_water == self.capacity:
+                self._grow()
+            slot = self._high_water
+            self._high_water += 1
+        self._slots[key] = slot
+        self._keys[slot] = key
+        self.in_use[slot] = True
+        self.partition[slot] = partition
+        self.ended.pop(key, None)
+        self.clear(slot)
+        return slot
+
+    def clear(self, slot: int) -> None:
+        """Zero a slot's state: the state before a sequence's first sample."""
+        for arr in self.states:
+            arr[slot] = 0.0
+        self.steps[slot] = 0
+        self.last_output[slot] = 0.0
+
+    def release(self, key: str) -> None:
+        """Forget a key's state (its slot returns to the free list)."""
+        slot = self._slots.pop(key)
+        self._keys[slot] = None
+        self.in_use[slot] = False
+        self.last_offset[slot] = -1
+        self._free.append(slot)
+
+    def end(self, key: str, offset: int) -> None:
+        """Release a key whose sequence ended, remembering where, until its tombstone is durable."""
+        slot = self._slots[key]
+        self.ended[key] = EndedKey(int(self.partition[slot]), offset)
+        self.release(key)
+        self.dirty.add(key)
+
+    def take_dirty(self) -> set[str]:
+        taken, self.dirty = self.dirty, set()
+        return taken
+
+    def drop_partitions(self, partitions: Iterable[int]) -> int:
+        """Forget every key of these input partitions (revoked or lost); returns how many."""
+        wanted = np.fromiter(partitions, np.int32)
+        hw = self._high_water
+        mask = self.in_use[:hw] & np.isin(self.partition[:hw], wanted)
+        dropped = 0
+        for slot in np.flatnonzero(mask).tolist():
+            key = self._keys[slot]
+            assert key is not None
+            self.release(key)
+            self.dirty.discard(key)
+            dropped += 1
+        wanted_set = set(wanted.tolist())
+        for key in [k for k, e in self.ended.items() if e.partition in wanted_set]:
+            del self.ended[key]
+            self.dirty.discard(key)
+        return dropped
+
+    def idle_slots(self, before: float) -> npt.NDArray[np.intp]:
+        """Slots of active keys last seen before the wall-clock time `before`."""
+        hw = self._high_water
+        return np.flatnonzero(self.in_use[:hw] & (self.last_seen[:hw] < before))
+
+    def nbytes(self) -> int:
+        """Memory held for the table, keys and bookkeeping included (an estimate for the keys)."""
+        arrays: list[npt.NDArray[np.generic]] = [
+            *self.states,
+            self.steps,
+            self.last_offset,
+            self.last_seen,
+            self.last_output,
+            self.partition,
+            self.in_use,
+        ]
+        total = sum(a.nbytes for a in arrays)
+        total += sys.getsizeof(self._slots) + sys.getsizeof(self._keys)
+        total += sys.getsizeof(self._free) + sys.getsizeof(self.ended)
+        # Key strings and slot ints: sample rather than walk a million objects.
+        n = len(self._slots)
+        if n:
+            sample = list(self._slots.items())[: min(n, 256)]
+            per_key = sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in sample) / len(sample)
+            total += int(per_key * n)
+        return total
+
+    def _grow(self) -> None:
+        new = self.capacity * 2
+        self.states = [_grown(a, new, 0.0) for a in self.states]
+        self.steps = _grown(self.steps, new, 0)
+        self.last_offset = _grown(self.last_offset, new, -1)
+        self.last_seen = _grown(self.last_seen, new, 0.0)
+        self.last_output = _grown(self.last_output, new, 0.0)
+        self.partition = _grown(self.partition, new, 0)
+        self.in_use = _grown(self.in_use, new, False)
+        self._keys.extend([None] * (new - len(self._keys)))
+
+
+def _grown(arr: npt.NDArray[_G], rows: int, fill: float | bool) -> npt.NDArray[_G]:
+    out = np.full((rows, *arr.shape[1:]), fill, arr.dtype)
+    out[: len(arr)] = arr
+    return out
