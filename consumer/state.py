@@ -80,7 +80,7 @@ class StateTable:
     def key_of(self, slot: int) -> str | None:
         return self._keys[slot]
 
-    def keys(self) -> list[str]:
+    def active_keys(self) -> list[str]:
         return list(self._slots)
 
     def allocate(self, key: str, partition: int) -> int:

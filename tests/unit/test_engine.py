@@ -115,7 +115,7 @@ def test_any_batching_gives_the_record_by_record_outputs(
     got = run.feed(records, batch)
     expected, live = reference(records, max_steps)
     assert per_key(got) == per_key(expected)
-    assert set(run.table.keys()) == live
+    assert set(run.table.active_keys()) == live
 
 
 def test_waves_never_hold_two_steps_of_one_key() -> None:
@@ -174,7 +174,7 @@ def test_idle_eviction_emits_a_final_output_and_frees_the_slot() -> None:
     result = run.engine.evict_idle(before=150.0)
     assert flatten(result.outputs) == [("old", 1, (3.0, 1.0), "idle_timeout", 0)]
     assert result.ended["idle_timeout"] == 1
-    assert run.table.keys() == ["new"]
+    assert run.table.active_keys() == ["new"]
     assert "old" in run.table.take_dirty()
     # A late sample of the evicted key starts a new sequence.
     assert run.feed([rec("old", 2, [[1, 1, 1]])], batch=1)[0][1] == 1
@@ -194,7 +194,7 @@ def test_revoked_partitions_are_dropped() -> None:
     run.feed([rec("a", 0, [[1, 1, 1]], partition=0), rec("b", 0, [[1, 1, 1]], partition=1),
               rec("c", 1, [[1, 1, 1]], partition=1, end=True)], batch=3)  # fmt: skip
     assert run.table.drop_partitions([1]) == 1
-    assert run.table.keys() == ["a"]
+    assert run.table.active_keys() == ["a"]
     assert "c" not in run.table.ended
 
 
