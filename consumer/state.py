@@ -13,6 +13,7 @@ the input offsets must not turn the replayed records into a new sequence.
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -168,7 +169,7 @@ class StateTable:
         # Key strings and slot ints: sample rather than walk a million objects.
         n = len(self._slots)
         if n:
-            sample = list(self._slots.items())[: min(n, 256)]
+            sample = list(itertools.islice(self._slots.items(), 256))
             per_key = sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in sample) / len(sample)
             total += int(per_key * n)
         return total

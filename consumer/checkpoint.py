@@ -1,0 +1,114 @@
+"""Making outputs, state and input offsets durable together, in one fixed order.
+
+At-least-once:
+  1. flush outputs and dead letters, fail on any undelivered record;
+  2. write the latest state of every key changed since the last checkpoint to the changelog
+     (same partition number as the key's input partition), flush, fail on any undelivered;
+  3. commit the input offsets (offset + 1).
+Outputs are delivered before the state that claims them: a crash between 1 and 2 replays the
+records against the older state and reproduces identical outputs; a crash between 2 and 3 replays
+them against a state that already includes them, and the engine skips them (their offsets are not
+newer), their outputs having been delivered in step 1.
+
+Exactly-once: the same records and the input offsets go into the open transaction, which is
+committed; a read_committed reader sees all of it or none of it.
+
+A sequence that ended is first written as an "ended at offset X" record, and replaced by a
+tombstone once the input offsets are committed past X, so a replay never resurrects it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from confluent_kafka import Consumer, TopicPartition
+
+from consumer import changelog_codec as codec
+from consumer.metrics import Metrics
+from consumer.sink import Sink
+from consumer.state import StateTable
+
+Positions = dict[int, int]  # input partition -> next offset to read
+
+
+class Checkpointer:
+    def __init__(
+        self,
+        *,
+        sink: Sink,
+        table: StateTable,
+        input_topic: str,
+        changelog_topic: str,
+        model_version: str,
+        transactional: bool,
+        metrics: Metrics,
+        timeout_s: float = 60.0,
+    ) -> None:
+        self.sink = sink
+        self.table = table
+        self.input_topic = input_topic
+        self.changelog_topic = changelog_topic
+        self.model_version = model_version
+        self.transactional = transactional
+        self.metrics = metrics
+        self.timeout_s = timeout_s
+        self._tombstones: dict[str, int] = {}  # key -> changelog partition
+
+    def commit(self, consumer: Consumer, positions: Positions) -> None:
+        """One checkpoint; raises (DeliveryFailedError, KafkaException) if it did not happen."""
+        started = time.monotonic()
+        offsets = [TopicPartition(self.input_topic, p, o) for p, o in sorted(positions.items())]
+        if self.transactional:
+            self._write_changelog()
+            producer = self.sink.producer
+            assert producer is not None
+            if offsets:
+                producer.send_offsets_to_transaction(
+                    offsets, consumer.consumer_group_metadata(), self.timeout_s
+                )
+            producer.commit_transaction(self.timeout_s)
+            self.sink.raise_failures()
+        else:
+            self.sink.flush(self.timeout_s)
+            self._write_changelog()
+            self.sink.flush(self.timeout_s)
+            if offsets:
+                consumer.commit(offsets=offsets, asynchronous=False)
+        self._committed(positions)
+        self.metrics.observe_commit(time.monotonic() - started)
+
+    def forget_pending(self) -> None:
+        """After a rewind the changelog is read again; pending tombstones are re-derived."""
+        self._tombstones.clear()
+
+    def _write_changelog(self) -> None:
+        table = self.table
+        topic = self.changelog_topic
+        written = 0
+        for key in table.take_dirty():
+            slot = table.slot_of(key)
+            ended = table.ended.get(key)
+            if slot is not None:
+                value = codec.encode_state(table, key, self.model_version)
+                partition = int(table.partition[slot])
+            elif ended is not None:
+                value = codec.encode_ended(ended, self.model_version)
+                partition = ended.partition
+            else:
+                continue  # dropped with its partition: the new owner writes it
+            self.sink.send(topic, value, key.encode(), partition)
+            written += 1
+        for key, partition in self._tombstones.items():
+            if key not in table and key not in table.ended:
+                self.sink.send(topic, None, key.encode(), partition)
+                written += 1
+        self._tombstones.clear()
+        self.metrics.count_changelog(written)
+
+    def _committed(self, positions: Positions) -> None:
+        ended = self.table.ended
+        for key, e in list(ended.items()):
+            position = positions.get(e.partition)
+            if position is not None and e.offset < position:
+                del ended[key]
+                self._tombstones[key] = e.partition

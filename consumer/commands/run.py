@@ -1,0 +1,80 @@
+"""`python -m consumer run`: the service. Start-up problems exit non-zero with a specific message:
+2 for settings and the model, 3 for Kafka and topics."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from types import FrameType
+
+from prometheus_client import CollectorRegistry
+
+from consumer.config import ConfigError, add_run_arguments, settings_from_args
+from consumer.http_endpoints import Health, HttpEndpoints
+from consumer.kafka_clients import StartupError, prepare_topics
+from consumer.logging_setup import configure_logging, log_event
+from consumer.metrics import Metrics
+from consumer.model import ModelError, load_step_function
+
+log = logging.getLogger("consumer")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m consumer run",
+        description="Consume samples, score every one with the recurrent model, produce outputs.",
+    )
+    add_run_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_from_args(args, os.environ)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format, settings.log_level)
+    log_event(log, "starting", settings=settings.redacted())
+    try:
+        step_fn = load_step_function(settings.model_path, settings.backend)
+    except ModelError as exc:
+        log_event(log, "model_refused", level=logging.ERROR, error=str(exc))
+        return 2
+    try:
+        topology = prepare_topics(settings)
+    except StartupError as exc:
+        log_event(log, "startup_failed", level=logging.ERROR, error=str(exc))
+        return 3
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.set_build_info(step_fn.version, settings.backend, settings.guarantee)
+    health = Health(settings.health_stale_s)
+    endpoints = None
+    if settings.metrics_port:
+        endpoints = HttpEndpoints(
+            settings.metrics_addr, settings.metrics_port, registry, health
+        ).start()
+    from consumer.runner import Runner  # noqa: PLC0415  (after the cheap checks)
+
+    runner = Runner(settings, step_fn, metrics, health)
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        log_event(log, "stopping", signal=signal.Signals(signum).name)
+        runner.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log_event(
+        log,
+        "running",
+        model_version=step_fn.version,
+        input_partitions=topology.input_partitions,
+        metrics_port=endpoints.port if endpoints else None,
+    )
+    try:
+        runner.run()
+    finally:
+        if endpoints is not None:
+            endpoints.stop()
+    return 0

@@ -1,0 +1,165 @@
+"""Kafka clients configured the way the service needs them, and the start-up topic checks.
+
+The service owns its commits: auto-commit and the automatic offset store are off, offsets are
+committed only after outputs and state are delivered. Producers use `murmur2_random`, so keys land
+on the partitions where Java clients put them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import ConfigResource
+from confluent_kafka.cimpl import NewTopic
+
+from consumer.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(RuntimeError):
+    """The service cannot start: the message says what is wrong and what to do."""
+
+
+def consumer_config(
+    settings: Settings, on_error: Callable[[KafkaError], None]
+) -> dict[str, object]:
+    conf: dict[str, object] = {
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "fetch.wait.max.ms": min(100, max(1, settings.max_wait_ms)),
+        **settings.consumer_properties(),
+        "group.id": settings.group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "error_cb": on_error,
+    }
+    if settings.guarantee == "exactly-once":
+        conf["isolation.level"] = "read_committed"
+    return conf
+
+
+def producer_config(
+    settings: Settings,
+    on_error: Callable[[KafkaError], None],
+    on_delivery: Callable[[KafkaError | None, Message], None],
+) -> dict[str, object]:
+    conf: dict[str, object] = {
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        "queue.buffering.max.messages": 500_000,
+        **settings.producer_properties(),
+        "partitioner": "murmur2_random",
+        "enable.idempotence": True,
+        # Successful deliveries need no callback; a failed one must stop the next commit.
+        "delivery.report.only.error": True,
+        "on_delivery": on_delivery,
+        "error_cb": on_error,
+    }
+    if settings.guarantee == "exactly-once":
+        conf["transactional.id"] = settings.transactional_id
+        conf.setdefault("transaction.timeout.ms", 30_000)
+    return conf
+
+
+def restore_consumer_config(settings: Settings) -> dict[str, object]:
+    """A group-less consumer that reads changelog partitions by assignment."""
+    conf: dict[str, object] = {
+        **settings.consumer_properties(),
+        "group.id": f"{settings.group_id}-restore",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "enable.partition.eof": True,
+        "fetch.max.bytes": 64 * 1024 * 1024,
+        "max.partition.fetch.bytes": 16 * 1024 * 1024,
+    }
+    if settings.guarantee == "exactly-once":
+        conf["isolation.level"] = "read_committed"
+    return conf
+
+
+def new_consumer(settings: Settings, on_error: Callable[[KafkaError], None]) -> Consumer:
+    return Consumer(consumer_config(settings, on_error))
+
+
+def new_producer(
+    settings: Settings,
+    on_error: Callable[[KafkaError], None],
+    on_delivery: Callable[[KafkaError | None, Message], None],
+) -> Producer:
+    return Producer(producer_config(settings, on_error, on_delivery))
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    input_partitions: int
+
+
+def prepare_topics(settings: Settings) -> Topology:
+    """Check the broker and the topics, creating the missing ones if asked to."""
+    admin = AdminClient(dict[str, str | int | float | bool](settings.admin_properties()))
+    timeout = settings.startup_timeout_s
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise StartupError(
+            f"Kafka is unreachable at {settings.bootstrap_servers} within {timeout:g} s "
+            f"({exc.args[0]}); check --bootstrap-servers and the KAFKA_* security settings"
+        ) from exc
+    topics = metadata.topics
+    if settings.input_topic not in topics:
+        raise StartupError(
+            f"input topic {settings.input_topic!r} does not exist; create it (its partition "
+            "count is the service's parallelism) before starting workers"
+        )
+    n = len(topics[settings.input_topic].partitions)
+    wanted = {
+        settings.output_topic: NewTopic(settings.output_topic, n),
+        settings.dlq_topic: NewTopic(settings.dlq_topic, 1),
+        settings.changelog_topic: NewTopic(
+            settings.changelog_topic,
+            n,
+            config={"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
+        ),
+    }
+    missing = [t for name, t in wanted.items() if name not in topics]
+    if missing and not settings.create_topics:
+        names = ", ".join(t.topic for t in missing)
+        raise StartupError(f"missing topic(s): {names}; create them or pass --create-topics")
+    if missing:
+        _create(admin, missing, timeout)
+        topics = admin.list_topics(timeout=timeout).topics
+    changelog_partitions = len(topics[settings.changelog_topic].partitions)
+    if changelog_partitions != n:
+        raise StartupError(
+            f"changelog topic {settings.changelog_topic!r} has {changelog_partitions} partitions "
+            f"but input topic {settings.input_topic!r} has {n}; they must match (changelog "
+            "partition p holds the state of input partition p). Refusing to run."
+        )
+    _require_compacted(admin, settings.changelog_topic, timeout)
+    return Topology(input_partitions=n)
+
+
+def _create(admin: AdminClient, topics: list[NewTopic], timeout: float) -> None:
+    for name, future in admin.create_topics(topics, operation_timeout=timeout).items():
+        try:
+            future.result(timeout)
+            log.info("created topic %s", name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # another worker won
+                raise StartupError(f"could not create topic {name!r}: {exc.args[0]}") from exc
+
+
+def _require_compacted(admin: AdminClient, topic: str, timeout: float) -> None:
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    configs = admin.describe_configs([resource])[resource].result(timeout)
+    policy = configs["cleanup.policy"].value
+    if "compact" not in (policy or ""):
+        raise StartupError(
+            f"changelog topic {topic!r} has cleanup.policy={policy}; it must be compacted "
+            "(cleanup.policy=compact) or old states would be deleted by retention"
+        )

@@ -1,0 +1,309 @@
+"""The Kafka loop: consume, decode, score, produce, checkpoint. The one module that knows both
+Kafka and the engine; each step it takes lives in a module named after it.
+
+    consume a micro-batch -> decode (bad input -> dead-letter topic) -> engine -> outputs
+    every commit interval: checkpoint (see consumer.checkpoint for the order)
+    on assign: restore the new partitions' keys from the changelog before reading them
+    on revoke: checkpoint, then drop their keys; on lost: drop them, commit nothing
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from consumer.checkpoint import Checkpointer, Positions
+from consumer.config import Settings
+from consumer.emit import encode_outputs
+from consumer.engine import BatchResult, Engine
+from consumer.http_endpoints import Health
+from consumer.kafka_clients import new_consumer, new_producer, restore_consumer_config
+from consumer.logging_setup import log_event
+from consumer.messages import InputRecord, decode_input, dlq_headers
+from consumer.metrics import Metrics
+from consumer.model.step import StepFunction
+from consumer.restore import restore_partitions
+from consumer.sink import DeliveryFailedError, Sink
+from consumer.state import StateTable
+
+log = logging.getLogger("consumer.runner")
+_HOUSEKEEPING_S = 1.0
+
+
+class Runner:
+    def __init__(
+        self, settings: Settings, step_fn: StepFunction, metrics: Metrics, health: Health
+    ) -> None:
+        self.settings = settings
+        self.step_fn = step_fn
+        self.metrics = metrics
+        self.health = health
+        self.table = StateTable(step_fn.state_sizes, step_fn.n_outputs)
+        self.engine = Engine(step_fn, self.table, max_steps=settings.max_steps)
+        self.transactional = settings.guarantee == "exactly-once"
+        self.sink = Sink()
+        self.checkpointer = Checkpointer(
+            sink=self.sink,
+            table=self.table,
+            input_topic=settings.input_topic,
+            changelog_topic=settings.changelog_topic,
+            model_version=step_fn.version,
+            transactional=self.transactional,
+            metrics=metrics,
+        )
+        self.consumer = new_consumer(settings, self._on_kafka_error)
+        self.reader = Consumer(restore_consumer_config(settings))
+        self.positions: Positions = {}
+        self.assigned: set[int] = set()
+        self.stopping = False
+        self._in_transaction = False
+        self._new_producer()
+
+    def stop(self) -> None:
+        """Ask the loop to finish its batch, commit, leave the group and return."""
+        self.stopping = True
+
+    def run(self) -> None:
+        s = self.settings
+        self.consumer.subscribe(
+            [s.input_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        commit_every = s.commit_interval_ms / 1000
+        next_commit = next_chores = time.monotonic()
+        try:
+            while not self.stopping:
+                msgs = self.consumer.consume(s.max_batch, timeout=s.max_wait_ms / 1000)
+                self.health.mark_polled()
+                self.metrics.mark_polled()
+                if msgs:
+                    self._process(msgs)
+                self.sink.serve()
+                now = time.monotonic()
+                if now >= next_chores:
+                    self._chores()
+                    next_chores = now + _HOUSEKEEPING_S
+                if now >= next_commit:
+                    self._checkpoint()
+                    next_commit = time.monotonic() + commit_every
+            self._checkpoint()
+        finally:
+            log_event(log, "shutdown", partitions=sorted(self.assigned))
+            self.consumer.close()  # leaves the group; revokes (and so checkpoints) first
+            self.reader.close()
+            if self.sink.producer is not None:
+                self.sink.producer.flush(10)
+
+    def _process(self, msgs: list[Message]) -> None:
+        s = self.settings
+        self._begin()
+        records: list[InputRecord] = []
+        stamps: list[int] = []
+        n_features = self.step_fn.n_features
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                self._on_kafka_error(err)
+                continue
+            partition, offset = msg.partition(), msg.offset()
+            assert partition is not None and offset is not None
+            item = decode_input(
+                msg.key(),
+                msg.value(),
+                n_features=n_features,
+                partition=partition,
+                offset=offset,
+                max_value_bytes=s.max_value_bytes,
+            )
+            if isinstance(item, InputRecord):
+                records.append(item)
+                stamps.append(msg.timestamp()[1])
+            else:
+                headers = dlq_headers(
+                    item,
+                    source_topic=s.input_topic,
+                    source_partition=partition,
+                    source_offset=offset,
+                )
+                self.sink.send(s.dlq_topic, msg.value(), msg.key(), headers=headers)
+                self.metrics.count_dlq(item.reason)
+            self.positions[partition] = offset + 1
+        result = self.engine.process(records, time.time())
+        self._emit(result)
+        self.metrics.observe_batch(len(msgs), result.samples, result.waves, result.step_seconds)
+        if stamps:
+            now_ms = time.time() * 1000
+            self.metrics.observe_latencies((now_ms - np.asarray(stamps, np.float64)) / 1000)
+
+    def _emit(self, result: BatchResult) -> None:
+        out = result.outputs
+        topic = self.settings.output_topic
+        for key, value in zip(out.keys, encode_outputs(out, self.step_fn.version), strict=True):
+            self.sink.send(topic, value, key.encode())
+        if len(out):
+            self.metrics.observe_outputs(out.values)
+        self.metrics.count_sequences_started(result.started)
+        for reason, n in result.ended.items():
+            self.metrics.count_sequences_ended(reason, n)  # type: ignore[arg-type]
+        if result.skipped:
+            self.metrics.count_skipped(result.skipped)
+
+    def _chores(self) -> None:
+        """Idle eviction and the gauges, about once a second."""
+        idle = self.settings.idle_timeout_s
+        if idle > 0:
+            result = self.engine.evict_idle(time.time() - idle)
+            if len(result.outputs):
+                self._begin()
+                self._emit(result)
+                log_event(log, "idle_evicted", sequences=len(result.outputs))
+        self.metrics.set_state_table(len(self.table), self.table.nbytes())
+        self.metrics.set_producer_queue(self.sink.queued())
+        self.metrics.set_lag(self._lag())
+
+    def _lag(self) -> dict[tuple[str, int], int]:
+        topic = self.settings.input_topic
+        lags: dict[tuple[str, int], int] = {}
+        for p in self.assigned:
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)
+            position = self.positions.get(p)
+            if position is None:
+                position = self.consumer.position([TopicPartition(topic, p)])[0].offset
+            if high >= 0 and position >= 0:
+                lags[(topic, p)] = max(0, high - position)
+        return lags
+
+    # -- checkpoints and failures -------------------------------------------------------------
+
+    def _checkpoint(self) -> None:
+        if self.transactional and not self._in_transaction:
+            return  # nothing consumed or produced since the last commit
+        try:
+            self.checkpointer.commit(self.consumer, self.positions)
+            self._in_transaction = False
+        except DeliveryFailedError as exc:
+            self.metrics.count_commit_failure("delivery")
+            log_event(log, "commit_failed", level=logging.ERROR, reason=str(exc))
+            self._rewind()
+        except KafkaException as exc:
+            self._commit_error(exc.args[0])
+
+    def _commit_error(self, err: KafkaError) -> None:
+        log_event(log, "commit_failed", level=logging.ERROR, reason=str(err))
+        if not self.transactional:
+            self.metrics.count_commit_failure("offset_commit")
+            return  # offsets are committed again at the next checkpoint
+        producer = self.sink.producer
+        assert producer is not None
+        if err.fatal():
+            self.metrics.count_commit_failure("producer_fenced")
+            self._new_producer()
+        else:
+            self.metrics.count_commit_failure("transaction_abort")
+            producer.abort_transaction(self.checkpointer.timeout_s)
+        self._in_transaction = False
+        self._rewind()
+
+    def _rewind(self) -> None:
+        """Back to the last commit: drop state, restore it, and read again from the offsets."""
+        parts = sorted(self.assigned)
+        self.table.drop_partitions(parts)
+        self.table.take_dirty()
+        self.checkpointer.forget_pending()
+        for p in parts:
+            self.positions.pop(p, None)
+        self._restore(parts)
+        topic = self.settings.input_topic
+        committed = self.consumer.committed([TopicPartition(topic, p) for p in parts], timeout=30)
+        for tp in committed:
+            offset = tp.offset if tp.offset >= 0 else -2  # OFFSET_BEGINNING: nothing committed
+            self.consumer.seek(TopicPartition(topic, tp.partition, offset))
+        log_event(log, "rewound", partitions=parts)
+
+    def _begin(self) -> None:
+        if self.transactional and not self._in_transaction:
+            producer = self.sink.producer
+            assert producer is not None
+            producer.begin_transaction()
+            self._in_transaction = True
+
+    def _new_producer(self) -> None:
+        if self.sink.producer is not None:
+            self.sink.producer.flush(0)
+        producer = new_producer(self.settings, self._on_kafka_error, self.sink.on_delivery)
+        if self.transactional:
+            producer.init_transactions(self.checkpointer.timeout_s)
+        self.sink.attach(producer)
+
+    def _on_kafka_error(self, err: KafkaError) -> None:
+        level = logging.ERROR if err.fatal() else logging.WARNING
+        log_event(log, "kafka_error", level=level, error=str(err), fatal=err.fatal())
+        if err.fatal() and not self.transactional:
+            raise KafkaException(err)
+
+    # -- rebalances ---------------------------------------------------------------------------
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        parts = sorted(tp.partition for tp in partitions if tp.topic == self.settings.input_topic)
+        self.assigned.update(parts)
+        self._publish_assignment("assign")
+        self._restore(parts)
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        parts = [tp.partition for tp in partitions if tp.topic == self.settings.input_topic]
+        self._checkpoint()
+        self._drop(parts)
+        self._publish_assignment("revoke")
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        parts = [tp.partition for tp in partitions if tp.topic == self.settings.input_topic]
+        self._drop(parts)
+        if self.transactional and self._in_transaction:
+            # The open transaction holds outputs of partitions that are no longer ours.
+            assert self.sink.producer is not None
+            self.sink.producer.abort_transaction(self.checkpointer.timeout_s)
+            self._in_transaction = False
+            self._rewind()
+        self._publish_assignment("lost")
+
+    def _drop(self, parts: list[int]) -> None:
+        dropped = self.table.drop_partitions(parts)
+        for p in parts:
+            self.positions.pop(p, None)
+        self.assigned.difference_update(parts)
+        log_event(log, "partitions_dropped", partitions=sorted(parts), sequences=dropped)
+
+    def _publish_assignment(self, kind: str) -> None:
+        topic = self.settings.input_topic
+        self.health.set_assigned((topic, p) for p in self.assigned)
+        self.metrics.count_rebalance(kind, len(self.assigned))  # type: ignore[arg-type]
+        log_event(log, kind, partitions=sorted(self.assigned))
+
+    def _restore(self, parts: list[int]) -> None:
+        if not parts:
+            return
+        topic = self.settings.input_topic
+        self.health.restore_started((topic, p) for p in parts)
+        stats = restore_partitions(
+            self.reader,
+            self.settings.changelog_topic,
+            parts,
+            table=self.table,
+            model_version=self.step_fn.version,
+        )
+        self.metrics.observe_restore(stats.seconds, stats.records, stats.discarded)
+        self.health.restore_finished((topic, p) for p in parts)
+        log_event(
+            log,
+            "restored",
+            partitions=list(stats.partitions),
+            records=stats.records,
+            seconds=round(stats.seconds, 3),
+            active_sequences=len(self.table),
+            outcomes=dict(stats.outcomes),
+        )
