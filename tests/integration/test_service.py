@@ -1,0 +1,239 @@
+"""The service end to end: real worker processes, a real broker, the replay command as oracle."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from confluent_kafka import Producer
+
+from consumer.messages import OutputRecord, encode_input
+from tests.bad_inputs import BAD_INPUTS
+from tests.kafka_harness import NewTopicFactory, consume_until, reader
+from tests.service_harness import (
+    Record,
+    Worker,
+    by_key,
+    decoded,
+    dedupe,
+    interleaved_stream,
+    mismatches,
+    oracle,
+    produce,
+    save_user_model,
+)
+
+PARTITIONS = 6
+
+
+@pytest.fixture(scope="module")
+def user_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_user_model(tmp_path_factory.mktemp("model") / "user.keras", seed=3)
+
+
+@dataclass
+class Service:
+    bootstrap: str
+    input: str
+    output: str
+    dlq: str
+    group: str
+    model: Path
+    workdir: Path
+    workers: list[Worker]
+
+    def worker(self, *extra: str, model: Path | None = None, name: str = "w") -> Worker:
+        n = len(self.workers)
+        args = [
+            "--bootstrap-servers", self.bootstrap,
+            "--input-topic", self.input,
+            "--output-topic", self.output,
+            "--dlq-topic", self.dlq,
+            "--group-id", self.group,
+            "--model", str(model or self.model),
+            "--create-topics",
+            "--metrics-port", "0",
+            "--metrics-addr", "127.0.0.1",
+            "--log-format", "json",
+            "--commit-interval-ms", "200",
+            "--instance-id", f"{name}{n}",
+            *extra,
+        ]  # fmt: skip
+        env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        w = Worker(args, self.workdir / f"{name}{n}.log", env).start()
+        self.workers.append(w)
+        return w
+
+    def outputs(
+        self, count: int, isolation: str = "read_committed", timeout_s: float = 120.0
+    ) -> list[OutputRecord]:
+        consumer = reader(self.bootstrap, self.output, PARTITIONS, isolation)
+        try:
+            msgs = consume_until(consumer, lambda got: len(got) >= count, timeout_s)
+        finally:
+            consumer.close()
+        return decoded(msgs)
+
+
+@pytest.fixture
+def service(
+    kafka_bootstrap: str,
+    new_topic: NewTopicFactory,
+    unique_group: Callable[[], str],
+    user_model: Path,
+    tmp_path: Path,
+) -> Iterator[Service]:
+    svc = Service(
+        kafka_bootstrap,
+        new_topic(PARTITIONS),
+        new_topic(PARTITIONS),
+        new_topic(1),
+        unique_group(),
+        user_model,
+        tmp_path,
+        [],
+    )
+    yield svc
+    for w in svc.workers:
+        if w.alive():
+            w.kill()
+
+
+def expected_count(want: dict[str, list[OutputRecord]]) -> int:
+    return sum(len(v) for v in want.values())
+
+
+def test_one_worker_equals_the_oracle(service: Service) -> None:
+    records = interleaved_stream(np.random.default_rng(1), 1000)
+    want = oracle(service.model, records, service.workdir)
+    w = service.worker()
+    produce(service.bootstrap, service.input, records)
+    got, repeats = dedupe(service.outputs(expected_count(want)))
+    assert mismatches(by_key(got), want) == []
+    assert repeats == 0
+    finals = sum(1 for o in got if o.final)
+    assert finals == sum(1 for v in want.values() for o in v if o.final) > 0
+    assert w.metric("lstm_scorer_outputs_produced_total") == len(got)
+    assert w.terminate() == 0
+
+
+def test_three_workers_share_the_partitions_without_overlap(service: Service) -> None:
+    records = interleaved_stream(np.random.default_rng(2), 1500)
+    want = oracle(service.model, records, service.workdir)
+    workers = [service.worker() for _ in range(3)]
+    half = len(records) // 2
+    produce(service.bootstrap, service.input, records[:half])
+    for w in workers:
+        w.wait_ready()
+    produce(service.bootstrap, service.input, records[half:])
+    got, repeats = dedupe(service.outputs(expected_count(want)))
+    assert mismatches(by_key(got), want) == []
+    assert repeats == 0  # no input position scored twice
+    assert sum(w.metric("lstm_scorer_assigned_partitions") for w in workers) == PARTITIONS
+    for w in workers:
+        assert w.terminate() == 0
+
+
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
+def test_a_killed_worker_is_replaced_and_state_restored(service: Service, guarantee: str) -> None:
+    records = interleaved_stream(np.random.default_rng(3), 1200)
+    want = oracle(service.model, records, service.workdir)
+    first = service.worker("--guarantee", guarantee)
+    third = len(records) // 3
+    produce(service.bootstrap, service.input, records[:third])
+    isolation = "read_committed" if guarantee == "exactly-once" else "read_uncommitted"
+    service.outputs(third // 2, isolation)  # the worker is well into the stream
+    first.kill()
+    produce(service.bootstrap, service.input, records[third:])
+    second = service.worker("--guarantee", guarantee)
+    got, repeats = dedupe(service.outputs(expected_count(want), isolation))
+    assert mismatches(by_key(got), want) == []
+    if guarantee == "exactly-once":
+        assert repeats == 0
+    assert second.metric("lstm_scorer_restored_records_total") > 0
+    assert second.terminate() == 0
+
+
+def test_bad_records_go_to_the_dead_letter_topic(service: Service) -> None:
+    good = interleaved_stream(np.random.default_rng(4), 100)
+    want = oracle(service.model, good, service.workdir)
+    service.worker()
+    producer = Producer({"bootstrap.servers": service.bootstrap, "partitioner": "murmur2_random"})
+    bad = BAD_INPUTS
+    for i, (key, value) in enumerate(good):
+        producer.produce(service.input, value, key.encode())
+        if i % 3 == 0 and i // 3 < len(bad):
+            case = bad[i // 3]
+            producer.produce(service.input, case.value, case.key)
+    for case in bad[len(good) // 3 + 1 :]:
+        producer.produce(service.input, case.value, case.key)
+    assert producer.flush(30) == 0
+    dlq = reader(service.bootstrap, service.dlq, 1)
+    try:
+        msgs = consume_until(dlq, lambda got: len(got) >= len(bad), 120)
+    finally:
+        dlq.close()
+    assert len(msgs) == len(bad)
+    reasons = {
+        (m.key(), m.value()): {k: v for k, v in m.headers() or [] if isinstance(v, bytes)}
+        for m in msgs
+    }
+    for case in bad:
+        headers = reasons[(case.key, case.value)]
+        assert headers["error"].decode() == case.reason, case.name
+        assert headers["source_topic"].decode() == service.input
+        assert int(headers["source_offset"]) >= 0 and headers["error_detail"]
+    got, _ = dedupe(service.outputs(expected_count(want)))
+    assert mismatches(by_key(got), want) == []
+
+
+def test_an_idle_sequence_is_evicted_with_a_final_record_and_a_tombstone(
+    service: Service,
+) -> None:
+    w = service.worker("--idle-timeout-s", "2")
+    records: list[Record] = [("idle-1", encode_input(features=[[0.1, 0.2, 0.3]] * 3))]
+    produce(service.bootstrap, service.input, records)
+    outs = service.outputs(2, timeout_s=60)
+    assert [(o.step, o.final, o.reason) for o in outs] == [
+        (3, False, None),
+        (3, True, "idle_timeout"),
+    ]
+    assert outs[0].outputs == outs[1].outputs
+    changelog = reader(service.bootstrap, f"{service.group}-state-changelog", PARTITIONS)
+    try:
+        msgs = consume_until(
+            changelog, lambda got: any(m.value() is None for m in got), timeout_s=60
+        )
+    finally:
+        changelog.close()
+    assert {m.key() for m in msgs} == {b"idle-1"}
+    assert msgs[-1].value() is None  # the tombstone comes last
+    assert w.metric("lstm_scorer_sequences_ended_total") >= 1
+
+
+def test_state_from_another_model_version_is_discarded(service: Service, tmp_path: Path) -> None:
+    first = service.worker()
+    produce(service.bootstrap, service.input, [("dev-1", encode_input(features=[1.0, 2.0, 3.0]))])
+    assert service.outputs(1)[0].step == 1
+    assert first.terminate() == 0  # a clean stop commits the state first
+    other = save_user_model(tmp_path / "other.keras", seed=4)
+    second = service.worker(model=other)
+    second.wait_ready()
+    assert second.metric("lstm_scorer_restored_states_discarded_total") == 1
+    produce(service.bootstrap, service.input, [("dev-1", encode_input(features=[1.0, 2.0, 3.0]))])
+    outs = service.outputs(2)
+    assert outs[-1].step == 1  # a new sequence: the old state was not reused
+    assert outs[-1].model_version != outs[0].model_version
+    assert second.terminate() == 0
+
+
+def test_refuses_to_start_without_its_input_topic(service: Service) -> None:
+    service.input = "no-such-topic-" + service.group
+    w = service.worker()
+    assert w.proc is not None
+    assert w.proc.wait(120) == 3
+    assert b"does not exist" in w.log_path.read_bytes()

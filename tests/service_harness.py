@@ -1,0 +1,254 @@
+"""Running real worker processes against a real broker, and the oracle they are compared with.
+
+The oracle is the replay command (the same engine without Kafka), itself checked against Keras by
+the unit tests; the integration tests check that Kafka, restarts and rebalances change nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import orjson
+from confluent_kafka import Message, Producer
+
+from consumer.commands import replay
+from consumer.messages import OutputRecord, decode_output, encode_input
+
+REPO = Path(__file__).resolve().parents[1]
+Record = tuple[str, bytes]  # (key, value bytes)
+
+
+def save_user_model(path: Path, seed: int = 3, units: tuple[int, int] = (32, 16)) -> Path:
+    """The user's architecture (without Flatten) with random weights; fast, no training."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras  # noqa: PLC0415  (heavy, only where a model is built)
+
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((None, 3)),
+            keras.layers.LSTM(units[0], return_sequences=True),
+            keras.layers.LeakyReLU(0.1),
+            keras.layers.Dropout(0.2),
+            keras.layers.LSTM(units[1]),
+            keras.layers.Dropout(0.2),
+            keras.layers.LeakyReLU(0.1),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
+    model.save(path)
+    return path
+
+
+def interleaved_stream(
+    rng: np.random.Generator,
+    n_sequences: int,
+    *,
+    max_len: int = 20,
+    key_prefix: str = "seq",
+) -> list[Record]:
+    """Sequences of random length 1..max_len, interleaved at random; some chunked, some ended
+    inline or by a bare marker, some reset and restarted under the same key."""
+    pending: list[list[Record]] = []
+    for i in range(n_sequences):
+        key = f"{key_prefix}-{i}"
+        msgs: list[Record] = []
+        for part in range(1 + int(rng.random() < 0.1)):  # a tenth restart after a reset
+            length = int(rng.integers(1, max_len + 1))
+            rows = rng.normal(0, 1, (length, 3)).round(4).tolist()
+            j = 0
+            while j < length:
+                take = int(rng.integers(2, 5)) if rng.random() < 0.2 else 1
+                chunk = rows[j : j + take]
+                reset = part == 1 and j == 0
+                j += len(chunk)
+                features = chunk if len(chunk) > 1 or rng.random() < 0.5 else chunk[0]
+                end = j >= length and rng.random() < 0.3
+                msgs.append((key, encode_input(features=features, end=end, reset=reset)))
+            if rng.random() < 0.2:
+                msgs.append((key, encode_input(end=True)))
+        pending.append(msgs)
+    out: list[Record] = []
+    cursors = [0] * n_sequences
+    live = list(range(n_sequences))
+    while live:
+        k = int(rng.integers(len(live)))
+        i = live[k]
+        out.append(pending[i][cursors[i]])
+        cursors[i] += 1
+        if cursors[i] == len(pending[i]):
+            live[k] = live[-1]
+            live.pop()
+    return out
+
+
+def oracle(model: Path, records: Iterable[Record], workdir: Path) -> dict[str, list[OutputRecord]]:
+    """What every key's outputs must be: the replay command on the same records."""
+    src, dst = workdir / "oracle-in.jsonl", workdir / "oracle-out.jsonl"
+    with src.open("wb") as f:
+        for key, value in records:
+            f.write(orjson.dumps({"key": key, "value": orjson.loads(value)}) + b"\n")
+    assert replay.main(["--model", str(model), "--input", str(src), "--output", str(dst)]) == 0
+    return by_key(decode_output(line) for line in dst.read_bytes().splitlines())
+
+
+def by_key(outputs: Iterable[OutputRecord]) -> dict[str, list[OutputRecord]]:
+    grouped: dict[str, list[OutputRecord]] = {}
+    for out in outputs:
+        grouped.setdefault(out.sequence_id, []).append(out)
+    return grouped
+
+
+def dedupe(outputs: Iterable[OutputRecord]) -> tuple[list[OutputRecord], int]:
+    """Outputs without repeats of the same input position (at-least-once redelivery), and how
+    many repeats there were. A repeat must be identical to the first: checked here."""
+    first: dict[tuple[str, int | None, int | None, int, bool], OutputRecord] = {}
+    kept: list[OutputRecord] = []
+    repeats = 0
+    for out in outputs:
+        ident = (out.sequence_id, out.partition, out.offset, out.step, out.final)
+        seen = first.get(ident)
+        if seen is None:
+            first[ident] = out
+            kept.append(out)
+        else:
+            assert seen.outputs == out.outputs, f"a repeated output differs: {seen} vs {out}"
+            repeats += 1
+    return kept, repeats
+
+
+def mismatches(
+    got: dict[str, list[OutputRecord]], want: dict[str, list[OutputRecord]], tol: float = 1e-5
+) -> list[str]:
+    """Every difference between two per-key output lists, described; empty when equal."""
+    problems: list[str] = []
+    for key in sorted(want.keys() | got.keys()):
+        g, w = got.get(key, []), want.get(key, [])
+        if len(g) != len(w):
+            problems.append(f"{key}: {len(g)} outputs, expected {len(w)}")
+            continue
+        for a, b in zip(g, w, strict=True):
+            same = (a.step, a.final, a.reason, len(a.outputs)) == (
+                b.step,
+                b.final,
+                b.reason,
+                len(b.outputs),
+            )
+            if not same or max(abs(x - y) for x, y in zip(a.outputs, b.outputs, strict=True)) > tol:
+                problems.append(f"{key}: got {a}, expected {b}")
+                break
+    return problems
+
+
+def produce(bootstrap: str, topic: str, records: Iterable[Record]) -> int:
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 5}
+    )
+    n = 0
+    for key, value in records:
+        while True:
+            try:
+                producer.produce(topic, value, key.encode())
+                break
+            except BufferError:
+                producer.poll(0.05)
+        n += 1
+    assert producer.flush(60) == 0
+    return n
+
+
+def decoded(msgs: Iterable[Message]) -> list[OutputRecord]:
+    values = (m.value() for m in msgs)
+    return [decode_output(v) for v in values if v is not None]
+
+
+@dataclass
+class Worker:
+    """One `python -m consumer run` process with its log file."""
+
+    args: list[str]
+    log_path: Path
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Worker:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "consumer", "run", *self.args],
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        return self
+
+    def metrics_port(self, timeout_s: float = 60.0) -> int:
+        def port() -> int | None:
+            for line in self.log_path.read_bytes().splitlines():
+                if b'"running"' in line:
+                    doc = orjson.loads(line)
+                    if isinstance(doc.get("metrics_port"), int):
+                        return int(doc["metrics_port"])
+            return None
+
+        return wait_for(port, timeout_s, f"worker log {self.log_path} to show its metrics port")
+
+    def http(self, path: str) -> tuple[int, bytes]:
+        url = f"http://127.0.0.1:{self.metrics_port()}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+
+    def wait_ready(self, timeout_s: float = 90.0) -> None:
+        wait_for(lambda: self.http("/readyz")[0] == 200 or None, timeout_s, "worker ready")
+
+    def metric(self, name: str) -> float:
+        """Sum of every series of one metric, from /metrics."""
+        from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+        total = 0.0
+        for family in text_string_to_metric_families(self.http("/metrics")[1].decode()):
+            for sample in family.samples:
+                if sample.name == name:
+                    total += sample.value
+        return total
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(30)
+
+    def terminate(self, timeout_s: float = 60.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout_s)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+T = TypeVar("T")
+
+
+def wait_for(probe: Callable[[], T | None], timeout_s: float, what: str) -> T:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.1)
