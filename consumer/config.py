@@ -10,7 +10,9 @@ librdkafka properties pass through from the environment:
     KAFKA_PRODUCER_<PROPERTY>  producer only, overriding KAFKA_<PROPERTY>
 
 <PROPERTY> is the property name in upper case with `.` written `_` and a literal `_` written `__`
-(KAFKA_SECURITY_PROTOCOL -> security.protocol). KAFKA_BOOTSTRAP_SERVERS is --bootstrap-servers.
+(KAFKA_SECURITY_PROTOCOL -> security.protocol). KAFKA_BOOTSTRAP_SERVERS is --bootstrap-servers;
+the local broker script's variables (KAFKA_PORT, KAFKA_RUN_DIR, ...) and the Kafka JVM tools'
+(KAFKA_OPTS, KAFKA_HEAP_OPTS, ...) are not passed through.
 """
 
 from __future__ import annotations
@@ -42,6 +44,18 @@ _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 _CHANGELOG_SUFFIX = "-state-changelog"
 _PROPERTY = re.compile(r"[a-z0-9]+(?:[._][a-z0-9]+)*")
 _ENV_PROPERTY = re.compile(r"[A-Z0-9]+(?:__?[A-Z0-9]+)*")
+# KAFKA_* variables that are not librdkafka properties: the flag's own variable, the local
+# broker script's settings and the Kafka JVM tools' settings, which may be set in the same shell.
+_NOT_PROPERTIES = frozenset(
+    {
+        "KAFKA_BOOTSTRAP_SERVERS",
+        *(f"KAFKA_{n}" for n in ("PORT", "CONTROLLER_PORT", "SASL_PORT", "SASL_USER", "RUN_DIR")),
+        *(f"KAFKA_{n}" for n in ("EXTRA_CONFIG", "LOG_LINES", "PYTHON", "START_TIMEOUT")),
+        *(f"KAFKA_{n}" for n in ("STOP_TIMEOUT", "HOME", "OPTS", "HEAP_OPTS", "JVM_OPTS")),
+        *(f"KAFKA_{n}" for n in ("LOG4J_OPTS", "JMX_OPTS", "GC_LOG_OPTS", "DEBUG", "CLUSTER_ID")),
+        "KAFKA_JVM_PERFORMANCE_OPTS",
+    }
+)
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 # Properties the service sets itself; letting the environment change them would break commits.
@@ -270,7 +284,7 @@ def kafka_passthrough(
     consumer: dict[str, str] = {}
     producer: dict[str, str] = {}
     for name, value in sorted(environ.items()):
-        if not name.startswith("KAFKA_") or name == _env("bootstrap_servers") or not value:
+        if not name.startswith("KAFKA_") or name in _NOT_PROPERTIES or not value:
             continue
         rest, target = name.removeprefix("KAFKA_"), common
         if rest.startswith("CONSUMER_"):

@@ -15,6 +15,7 @@ from consumer.config import (
     Settings,
     add_run_arguments,
     build_settings,
+    kafka_passthrough,
     settings_from_args,
 )
 
@@ -295,3 +296,9 @@ def test_add_run_arguments_on_a_subcommand() -> None:
     args = parser.parse_args(["run", "--model", "x.keras", "--max-batch", "64"])
     s = settings_from_args(args, {"MAX_BATCH": "8", "GUARANTEE": "exactly-once"})
     assert (s.max_batch, s.guarantee, s.model_path) == (64, "exactly-once", Path("x.keras"))
+
+
+def test_broker_script_and_jvm_variables_are_not_passed_through() -> None:
+    environ = {"KAFKA_PORT": "19092", "KAFKA_HEAP_OPTS": "-Xmx1g", "KAFKA_LINGER_MS": "7"}
+    common, consumer, producer = kafka_passthrough(environ)
+    assert common == {"linger.ms": "7"} and consumer == {} and producer == {}
