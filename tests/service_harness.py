@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -177,15 +178,17 @@ def decoded(msgs: Iterable[Message]) -> list[OutputRecord]:
 class Worker:
     """One `python -m consumer run` process with its log file."""
 
-    args: list[str]
+    args: list[str]  # without --metrics-port: the worker gets a free one
     log_path: Path
     env: dict[str, str]
+    port: int = 0
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Worker:
         log = self.log_path.open("ab")
+        self.port = free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "consumer", "run", *self.args],
+            [sys.executable, "-m", "consumer", "run", *self.args, "--metrics-port", str(self.port)],
             cwd=REPO,
             env=self.env,
             stdout=log,
@@ -193,24 +196,15 @@ class Worker:
         )
         return self
 
-    def metrics_port(self, timeout_s: float = 60.0) -> int:
-        def port() -> int | None:
-            for line in self.log_path.read_bytes().splitlines():
-                if b'"running"' in line:
-                    doc = orjson.loads(line)
-                    if isinstance(doc.get("metrics_port"), int):
-                        return int(doc["metrics_port"])
-            return None
-
-        return wait_for(port, timeout_s, f"worker log {self.log_path} to show its metrics port")
-
     def http(self, path: str) -> tuple[int, bytes]:
-        url = f"http://127.0.0.1:{self.metrics_port()}{path}"
+        url = f"http://127.0.0.1:{self.port}{path}"
         try:
             with urllib.request.urlopen(url, timeout=5) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as err:
             return err.code, err.read()
+        except (urllib.error.URLError, ConnectionError):
+            return 0, b""  # not listening yet
 
     def wait_ready(self, timeout_s: float = 90.0) -> None:
         wait_for(lambda: self.http("/readyz")[0] == 200 or None, timeout_s, "worker ready")
@@ -241,6 +235,12 @@ class Worker:
 
 
 T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_for(probe: Callable[[], T | None], timeout_s: float, what: str) -> T:

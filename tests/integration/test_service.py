@@ -56,7 +56,6 @@ class Service:
             "--group-id", self.group,
             "--model", str(model or self.model),
             "--create-topics",
-            "--metrics-port", "0",
             "--metrics-addr", "127.0.0.1",
             "--log-format", "json",
             "--commit-interval-ms", "200",
