@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -45,7 +45,9 @@ def restore_partitions(
     table: StateTable,
     model_version: str,
     timeout_s: float = 300.0,
+    progress: Callable[[], None] = lambda: None,
 ) -> RestoreStats:
+    """Restore; `progress` is called after every fetched batch (a restore is liveness too)."""
     started = time.monotonic()
     wanted = tuple(sorted(partitions))
     ends: dict[int, int] = {}
@@ -66,6 +68,7 @@ def restore_partitions(
                 model_version=model_version,
                 outcomes=outcomes,
                 deadline=started + timeout_s,
+                progress=progress,
             )
         finally:
             reader.unassign()
@@ -80,12 +83,14 @@ def _read_to_end(
     model_version: str,
     outcomes: Counter[str],
     deadline: float,
+    progress: Callable[[], None],
 ) -> int:
     remaining = set(ends)
     records = 0
     while remaining:
         if time.monotonic() > deadline:
             raise RestoreError(f"changelog partitions {sorted(remaining)} not restored in time")
+        progress()
         for msg in reader.consume(_BATCH, timeout=0.5):
             p, offset = msg.partition(), msg.offset()
             assert p is not None and offset is not None

@@ -295,6 +295,7 @@ class Runner:
             parts,
             table=self.table,
             model_version=self.step_fn.version,
+            progress=self.health.mark_polled,
         )
         self.metrics.observe_restore(stats.seconds, stats.records, stats.discarded)
         self.health.restore_finished((topic, p) for p in parts)
