@@ -1,0 +1,335 @@
+#!/usr/bin/env bash
+# A real single-node Kafka broker (KRaft) run from Maven Central jars, for development and CI on
+# machines without Docker. See docs/local-broker.md.
+#
+#   local-kafka.sh start|stop|restart|status|reset|logs [-f]|fetch
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+LIB_DIR="$HERE/lib"
+RUN_DIR="${KAFKA_RUN_DIR:-$HERE/run}"
+PORT="${KAFKA_PORT:-9092}"
+CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
+SASL_PORT="${KAFKA_SASL_PORT:-}"
+SASL_USER="${KAFKA_SASL_USER:-scorer}"
+SASL_PASSWORD="${KAFKA_SASL_PASSWORD:-scorer-secret}"
+START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
+STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
+HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
+JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+
+DATA_DIR="$RUN_DIR/data"
+LOG_DIR="$RUN_DIR/logs"
+CONFIG="$RUN_DIR/server.properties"
+PID_FILE="$RUN_DIR/broker.pid"
+ADDR_FILE="$RUN_DIR/bootstrap"
+SCRAM_FILE="$RUN_DIR/scram-users"
+FETCH_STAMP="$LIB_DIR/.fetched"
+
+say() { echo "local-kafka: $*"; }
+die() {
+    echo "local-kafka: error: $*" >&2
+    exit 1
+}
+
+now_us() { echo "${EPOCHREALTIME/./}"; }
+elapsed() { # microsecond timestamp -> "12.3 s"
+    local d=$(($(now_us) - $1))
+    printf '%d.%d s' $((d / 1000000)) $((d % 1000000 / 100000))
+}
+
+# Exclusive per-run-dir lock so two concurrent start/stop calls cannot race on one broker.
+take_lock() {
+    mkdir -p "$RUN_DIR"
+    exec 9>"$RUN_DIR/.lock"
+    flock -w $((START_TIMEOUT + STOP_TIMEOUT + 30)) 9 || die "timed out waiting for $RUN_DIR/.lock"
+}
+
+# The pid of the broker this run dir started, if it is still that java process.
+running_pid() {
+    [[ -f "$PID_FILE" ]] || return 1
+    local pid cmdline
+    pid="$(<"$PID_FILE")"
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    # A zombie or a recycled pid has a different (or empty) command line.
+    cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    [[ "$cmdline" == *kafka.Kafka* && "$cmdline" == *"$CONFIG"* ]] || return 1
+    echo "$pid"
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+START_MARK="==== local-kafka start"
+
+# The last 40 lines this start wrote: server.log is appended to across starts, so only what
+# follows the latest start mark counts.
+tail_logs() {
+    local f
+    for f in "$LOG_DIR/server.log" "$LOG_DIR/console.log"; do
+        if [[ -s "$f" ]]; then
+            echo "---- last 40 lines of $f ----" >&2
+            awk -v mark="$START_MARK" 'index($0, mark) == 1 { n = 0; next } { buf[n++] = $0 }
+                END { for (i = (n > 40 ? n - 40 : 0); i < n; i++) print buf[i] }' "$f" >&2
+        fi
+    done
+}
+
+check_java() {
+    command -v "$JAVA" >/dev/null || die "java not found (Kafka 4 needs Java 17 or newer)"
+    local spec
+    spec="$("$JAVA" -XshowSettings:properties -version 2>&1 |
+        sed -n 's/^ *java.specification.version = //p')"
+    [[ "${spec%%.*}" -ge 17 ]] 2>/dev/null || die "Java 17+ is required, found '${spec:-unknown}'"
+}
+
+# Copy the broker jars into lib/ once per version of pom.xml; Maven caches them in ~/.m2.
+fetch_jars() {
+    local want
+    want="$(sha256sum "$HERE/pom.xml" | cut -d' ' -f1)"
+    if [[ -f "$FETCH_STAMP" && "$(<"$FETCH_STAMP")" == "$want" ]]; then
+        return 0
+    fi
+    command -v mvn >/dev/null || die "mvn not found: Maven is needed once to fetch the Kafka jars"
+    local t0
+    t0="$(now_us)"
+    say "fetching Kafka jars with Maven into $LIB_DIR"
+    rm -rf "$LIB_DIR"
+    mvn -q -B -Dstyle.color=never -f "$HERE/pom.xml" dependency:copy-dependencies ||
+        die "Maven could not resolve the Kafka jars (see the output above)"
+    echo "$want" >"$FETCH_STAMP"
+    say "fetched $(find "$LIB_DIR" -name '*.jar' | wc -l) jars in $(elapsed "$t0")"
+}
+
+render_config() {
+    local listeners="PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT"
+    local advertised="PLAINTEXT://127.0.0.1:$PORT"
+    local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    if [[ -n "$SASL_PORT" ]]; then
+        listeners+=",SASL_PLAINTEXT://127.0.0.1:$SASL_PORT"
+        advertised+=",SASL_PLAINTEXT://127.0.0.1:$SASL_PORT"
+        protocols+=",SASL_PLAINTEXT:SASL_PLAINTEXT"
+    fi
+    sed -e "s|@LISTENERS@|$listeners|" \
+        -e "s|@ADVERTISED_LISTENERS@|$advertised|" \
+        -e "s|@PROTOCOL_MAP@|$protocols|" \
+        -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|" \
+        -e "s|@DATA_DIR@|$DATA_DIR|" \
+        "$HERE/server.properties.template" >"$CONFIG"
+    if [[ -n "$SASL_PORT" ]]; then
+        # Inter-broker and controller traffic stay on PLAINTEXT; only clients authenticate.
+        cat >>"$CONFIG" <<EOF
+
+sasl.enabled.mechanisms=SCRAM-SHA-256
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+EOF
+    fi
+    if [[ -n "${KAFKA_EXTRA_CONFIG:-}" ]]; then
+        # Later keys win in a Java properties file, so these override the template.
+        [[ -f "$KAFKA_EXTRA_CONFIG" ]] || die "KAFKA_EXTRA_CONFIG=$KAFKA_EXTRA_CONFIG is not a file"
+        printf '\n# from %s\n' "$KAFKA_EXTRA_CONFIG" >>"$CONFIG"
+        cat "$KAFKA_EXTRA_CONFIG" >>"$CONFIG"
+    fi
+}
+
+random_cluster_id() {
+    # Kafka cluster ids are 16 random bytes in URL-safe base64 without padding; a leading '-'
+    # would read as an option on the command line, so draw again.
+    local id
+    while :; do
+        id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+        [[ "$id" != -* ]] && break
+    done
+    echo "$id"
+}
+
+format_storage() {
+    [[ -f "$DATA_DIR/meta.properties" ]] && return 0
+    local args=(format --config "$CONFIG" --cluster-id "$(random_cluster_id)")
+    if [[ -n "$SASL_PORT" ]]; then
+        args+=(--add-scram "SCRAM-SHA-256=[name=$SASL_USER,password=$SASL_PASSWORD]")
+    fi
+    "$JAVA" -cp "$LIB_DIR/*" kafka.tools.StorageTool "${args[@]}" >"$LOG_DIR/format.log" 2>&1 || {
+        cat "$LOG_DIR/format.log" >&2
+        die "formatting $DATA_DIR failed"
+    }
+    if [[ -n "$SASL_PORT" ]]; then
+        echo "$SASL_USER" >>"$SCRAM_FILE"
+    fi
+    say "formatted $DATA_DIR"
+}
+
+# Storage formatted before SASL was wanted has no SCRAM user yet: add it through the broker.
+ensure_scram_user() {
+    [[ -n "$SASL_PORT" ]] || return 0
+    grep -qxF "$SASL_USER" "$SCRAM_FILE" 2>/dev/null && return 0
+    "$JAVA" -cp "$LIB_DIR/*" org.apache.kafka.tools.ConfigCommand \
+        --bootstrap-server "127.0.0.1:$PORT" --alter --entity-type users \
+        --entity-name "$SASL_USER" --add-config "SCRAM-SHA-256=[password=$SASL_PASSWORD]" \
+        >>"$LOG_DIR/format.log" 2>&1 || die "could not create SCRAM user $SASL_USER"
+    echo "$SASL_USER" >>"$SCRAM_FILE"
+}
+
+readiness_python() {
+    local py
+    for py in "${KAFKA_PYTHON:-}" "$REPO/.venv/bin/python" python3; do
+        [[ -n "$py" ]] || continue
+        if "$py" -c 'import confluent_kafka' >/dev/null 2>&1; then
+            echo "$py"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# 0 ready, 1 timed out, 2 the broker exited.
+wait_ready() {
+    local pid="$1" py rc=0
+    if py="$(readiness_python)"; then
+        "$py" "$HERE/wait_ready.py" --bootstrap "127.0.0.1:$PORT" --pid "$pid" \
+            --timeout "$START_TIMEOUT" || rc=$?
+        return "$rc"
+    fi
+    # No Python Kafka client: ask with the Java tool (slower, one JVM per attempt).
+    local deadline=$((SECONDS + START_TIMEOUT))
+    while ((SECONDS < deadline)); do
+        kill -0 "$pid" 2>/dev/null || return 2
+        if "$JAVA" -cp "$LIB_DIR/*" org.apache.kafka.tools.BrokerApiVersionsCommand \
+            --bootstrap-server "127.0.0.1:$PORT" >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.5
+    done
+    return 1
+}
+
+launch() {
+    # A session of its own: a Ctrl-C aimed at the caller's terminal or job does not hit the broker;
+    # it is stopped by `stop`. Output goes to files so no caller pipe is held open, and the lock
+    # descriptor is closed so the broker does not keep holding the run-dir lock.
+    # shellcheck disable=SC2086  # HEAP_OPTS and KAFKA_JVM_OPTS are word lists on purpose
+    setsid "$JAVA" $HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+        ${KAFKA_JVM_OPTS:-} \
+        -Dkafka.logs.dir="$LOG_DIR" -Dlog4j2.configurationFile="$HERE/log4j2.properties" \
+        -cp "$LIB_DIR/*" kafka.Kafka "$CONFIG" </dev/null >"$LOG_DIR/console.log" 2>&1 9>&- &
+    echo $!
+}
+
+cmd_start() {
+    local pid t0 rc=0 port
+    if pid="$(running_pid)"; then
+        say "already running at $(<"$ADDR_FILE") (pid $pid)"
+        return 0
+    fi
+    t0="$(now_us)"
+    check_java
+    fetch_jars
+    for port in "$PORT" "$CONTROLLER_PORT" $SASL_PORT; do
+        if port_in_use "$port"; then
+            die "127.0.0.1:$port is already in use (another broker?); choose KAFKA_PORT/KAFKA_CONTROLLER_PORT"
+        fi
+    done
+    mkdir -p "$DATA_DIR" "$LOG_DIR"
+    render_config
+    format_storage
+    echo "$START_MARK $(date -Iseconds) ====" >>"$LOG_DIR/server.log"
+    pid="$(launch)"
+    echo "$pid" >"$PID_FILE"
+    echo "127.0.0.1:$PORT" >"$ADDR_FILE"
+    wait_ready "$pid" || rc=$?
+    case "$rc" in
+        0) ;;
+        2)
+            rm -f "$PID_FILE"
+            tail_logs
+            die "the broker exited during startup"
+            ;;
+        *)
+            tail_logs
+            stop_pid "$pid"
+            rm -f "$PID_FILE"
+            die "the broker did not answer on 127.0.0.1:$PORT within ${START_TIMEOUT} s"
+            ;;
+    esac
+    ensure_scram_user
+    say "started in $(elapsed "$t0") (pid $pid, data $DATA_DIR)"
+    [[ -z "$SASL_PORT" ]] || say "SASL_PLAINTEXT/SCRAM-SHA-256 at 127.0.0.1:$SASL_PORT (user $SASL_USER)"
+    echo "127.0.0.1:$PORT"
+}
+
+alive() { [[ -r "/proc/$1/cmdline" ]] && grep -q kafka.Kafka "/proc/$1/cmdline" 2>/dev/null; }
+
+# SIGTERM lets the broker shut down cleanly (no log recovery on the next start); SIGKILL after
+# STOP_TIMEOUT seconds so a wedged JVM never outlives a CI job.
+stop_pid() {
+    local pid="$1" deadline=$((SECONDS + STOP_TIMEOUT))
+    kill -TERM "$pid" 2>/dev/null || return 0
+    while alive "$pid"; do
+        if ((SECONDS >= deadline)); then
+            say "broker pid $pid ignored SIGTERM for ${STOP_TIMEOUT} s; killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+            break
+        fi
+        sleep 0.2
+    done
+}
+
+cmd_stop() {
+    local pid t0
+    if ! pid="$(running_pid)"; then
+        rm -f "$PID_FILE"
+        say "not running"
+        return 0
+    fi
+    t0="$(now_us)"
+    stop_pid "$pid"
+    rm -f "$PID_FILE"
+    say "stopped pid $pid in $(elapsed "$t0")"
+}
+
+cmd_status() {
+    local pid
+    if pid="$(running_pid)"; then
+        echo "$(<"$ADDR_FILE")"
+        return 0
+    fi
+    echo "local kafka broker is not running (run dir $RUN_DIR)"
+    return 1
+}
+
+cmd_reset() {
+    cmd_stop
+    rm -rf "$DATA_DIR" "$LOG_DIR" "$CONFIG" "$ADDR_FILE" "$SCRAM_FILE"
+    say "wiped data and logs in $RUN_DIR"
+}
+
+cmd_logs() {
+    [[ -f "$LOG_DIR/server.log" ]] || die "no broker log at $LOG_DIR/server.log"
+    if [[ "${1:-}" == "-f" ]]; then
+        exec tail -n "${KAFKA_LOG_LINES:-100}" -F "$LOG_DIR/server.log"
+    fi
+    tail -n "${KAFKA_LOG_LINES:-100}" "$LOG_DIR/server.log"
+}
+
+usage() {
+    echo "usage: $(basename "$0") start|stop|restart|status|reset|logs [-f]|fetch" >&2
+    exit 2
+}
+
+main() {
+    [[ $# -ge 1 ]] || usage
+    local cmd="$1"
+    shift
+    case "$cmd" in
+        start) take_lock && cmd_start ;;
+        stop) take_lock && cmd_stop ;;
+        restart) take_lock && cmd_stop && cmd_start ;;
+        reset) take_lock && cmd_reset ;;
+        status) cmd_status ;;
+        logs) cmd_logs "$@" ;;
+        fetch) fetch_jars ;;
+        *) usage ;;
+    esac
+}
+
+main "$@"
