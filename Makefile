@@ -1,0 +1,50 @@
+# Developer and CI entry points. `make test` is what the README and .ci/run use.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# Re-install only when the dependency list changes.
+STAMP := $(VENV)/.install-stamp
+BROKER := bash deploy/kafka/local-kafka.sh
+export KERAS_BACKEND ?= tensorflow
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: venv install lint test test-unit broker-start broker-stop broker-status clean
+
+venv install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict consumer producer_sim bench
+
+# Unit and integration tests; the integration session starts and stops its own broker unless
+# KAFKA_BOOTSTRAP_SERVERS names one. pytest's exit code 5 (nothing collected) fails too.
+test: $(STAMP)
+	$(BIN)/pytest tests
+
+test-unit: $(STAMP)
+	$(BIN)/pytest -m "not integration" tests
+
+broker-start:
+	$(BROKER) start
+
+broker-stop:
+	$(BROKER) stop
+
+broker-status:
+	$(BROKER) status
+
+# Keeps .venv (slow to rebuild) and the Maven cache in ~/.m2.
+clean:
+	$(BROKER) stop
+	rm -rf deploy/kafka/run deploy/kafka/lib build .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+	rm -rf ./*.egg-info
