@@ -91,12 +91,19 @@ fetch_jars() {
         return 0
     fi
     command -v mvn >/dev/null || die "mvn not found: Maven is needed once to fetch the Kafka jars"
-    local t0
+    local t0 out
     t0="$(now_us)"
     say "fetching Kafka jars with Maven into $LIB_DIR"
     rm -rf "$LIB_DIR"
-    mvn -q -B -Dstyle.color=never -f "$HERE/pom.xml" dependency:copy-dependencies ||
-        die "Maven could not resolve the Kafka jars (see the output above)"
+    out="$(mktemp)"
+    # Maven's output is only worth showing when it failed.
+    if ! mvn -q -B -Dstyle.color=never -f "$HERE/pom.xml" dependency:copy-dependencies \
+        >"$out" 2>&1; then
+        cat "$out" >&2
+        rm -f "$out"
+        die "Maven could not resolve the Kafka jars (see above)"
+    fi
+    rm -f "$out"
     echo "$want" >"$FETCH_STAMP"
     say "fetched $(find "$LIB_DIR" -name '*.jar' | wc -l) jars in $(elapsed "$t0")"
 }
