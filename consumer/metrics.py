@@ -10,8 +10,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -20,39 +21,20 @@ from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from consumer.config import Guarantee
+from consumer.messages import REJECT_REASONS, RejectReason
 from consumer.model.step import BackendName
 
 NAMESPACE = "lstm_scorer"
 DISTRIBUTION = "lstm-stream-scorer"
 
 EndReason = Literal["end", "max_steps", "idle_timeout", "reset"]
-END_REASONS: tuple[EndReason, ...] = ("end", "max_steps", "idle_timeout", "reset")
+END_REASONS: tuple[EndReason, ...] = get_args(EndReason)
 RebalanceKind = Literal["assign", "revoke", "lost"]
-REBALANCE_KINDS: tuple[RebalanceKind, ...] = ("assign", "revoke", "lost")
+REBALANCE_KINDS: tuple[RebalanceKind, ...] = get_args(RebalanceKind)
 CommitFailure = Literal["delivery", "offset_commit", "transaction_abort", "producer_fenced"]
-COMMIT_FAILURES: tuple[CommitFailure, ...] = (
-    "delivery",
-    "offset_commit",
-    "transaction_abort",
-    "producer_fenced",
-)
+COMMIT_FAILURES: tuple[CommitFailure, ...] = get_args(CommitFailure)
 
-STEP_BUCKETS = (
-    5e-5,
-    1e-4,
-    2.5e-4,
-    5e-4,
-    1e-3,
-    2.5e-3,
-    5e-3,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-)
+STEP_BUCKETS = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
 LATENCY_BUCKETS = (1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 COMMIT_BUCKETS = LATENCY_BUCKETS
 RESTORE_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -184,7 +166,11 @@ class Metrics:
         self.records_skipped = counter(
             "replayed_records_skipped", "Input records skipped as already applied to state."
         )
-        # Recovery cost on assignment.
+        # Recovery cost on assignment. The gauge is what a stuck restore shows while it lasts; the
+        # histogram only hears of a restore when it ends.
+        self.restore_in_progress = gauge(
+            "restore_in_progress_partitions", "Input partitions whose state is being restored."
+        )
         self.restore_seconds = histogram(
             "restore_seconds", "Time to restore state of assigned partitions.", RESTORE_BUCKETS
         )
@@ -230,8 +216,8 @@ class Metrics:
         self._ended = {r: self.sequences_ended.labels(reason=r) for r in END_REASONS}
         self._commit_failures = {k: self.commit_failures.labels(kind=k) for k in COMMIT_FAILURES}
         self._rebalances = {k: self.rebalances.labels(kind=k) for k in REBALANCE_KINDS}
-        self._dlq: dict[str, Counter] = {}
-        self._dlq_lock = threading.Lock()
+        # Every reason present from the start, so rate() and "by reason" panels work from zero.
+        self._dlq = {r: self.dlq_records.labels(reason=r) for r in REJECT_REASONS}
         self._lag: dict[tuple[str, int], Gauge] = {}
 
     def set_build_info(
@@ -267,12 +253,8 @@ class Metrics:
         is, they land in the lowest bucket."""
         self.latency_seconds.observe_many(seconds)
 
-    def count_dlq(self, reason: str, records: int = 1) -> None:
-        child = self._dlq.get(reason)
-        if child is None:
-            with self._dlq_lock:
-                child = self._dlq.setdefault(reason, self.dlq_records.labels(reason=reason))
-        child.inc(records)
+    def count_dlq(self, reason: RejectReason, records: int = 1) -> None:
+        self._dlq[reason].inc(records)
 
     def count_changelog(self, records: int) -> None:
         self.changelog_records.inc(records)
@@ -289,6 +271,16 @@ class Metrics:
     def set_state_table(self, active_sequences: int, nbytes: int) -> None:
         self.active_sequences.set(active_sequences)
         self.state_table_bytes.set(nbytes)
+
+    @contextmanager
+    def restoring(self, partitions: int) -> Iterator[None]:
+        """Around one restore of `partitions` input partitions; counted until it returns or
+        raises, so a failed restore does not leave the gauge up."""
+        self.restore_in_progress.inc(partitions)
+        try:
+            yield
+        finally:
+            self.restore_in_progress.dec(partitions)
 
     def observe_restore(self, seconds: float, records: int, discarded: int) -> None:
         """One restore: its duration, changelog records read, states dropped for their version."""

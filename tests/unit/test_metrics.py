@@ -7,6 +7,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from consumer.messages import REJECT_REASONS
 from consumer.metrics import END_REASONS, PROBABILITY_BUCKETS, BatchHistogram, Metrics
 
 # Every non-counter name ends with its unit (or what it counts); counters end in _total.
@@ -37,6 +38,7 @@ EXPECTED = {
     "lstm_scorer_sequences_started",
     "lstm_scorer_sequences_ended",
     "lstm_scorer_replayed_records_skipped",
+    "lstm_scorer_restore_in_progress_partitions",
     "lstm_scorer_restore_seconds",
     "lstm_scorer_restored_records",
     "lstm_scorer_restored_states_discarded",
@@ -86,7 +88,8 @@ def exercise(m: Metrics) -> None:
     m.count_sequences_ended("end")
     m.count_skipped(1)
     m.set_state_table(active_sequences=2, nbytes=4096)
-    m.observe_restore(seconds=0.5, records=100, discarded=1)
+    with m.restoring(partitions=2):
+        m.observe_restore(seconds=0.5, records=100, discarded=1)
     m.observe_commit(0.01)
     m.count_commit_failure("delivery")
     m.count_rebalance("assign", assigned_partitions=3)
@@ -185,6 +188,8 @@ def test_sequence_lifecycle_and_cached_children(
 ) -> None:
     for reason in END_REASONS:  # present from the start, so rate() works from zero
         assert value(registry, "lstm_scorer_sequences_ended_total", reason=reason) == 0
+    for dlq_reason in REJECT_REASONS:
+        assert value(registry, "lstm_scorer_dlq_records_total", reason=dlq_reason) == 0
     metrics.count_dlq("too_large")
 
     def no_lookups(*args: object, **kwargs: object) -> None:
@@ -263,3 +268,20 @@ def test_info_poll_and_start_time(registry: CollectorRegistry) -> None:
     assert info["backend"] == "keras-batched"
     assert info["guarantee"] == "exactly-once"
     assert info["version"]
+
+
+def test_restore_in_progress_counts_partitions_until_the_restore_ends(
+    registry: CollectorRegistry, metrics: Metrics
+) -> None:
+    gauge = "lstm_scorer_restore_in_progress_partitions"
+    assert value(registry, gauge) == 0
+    with metrics.restoring(partitions=3):
+        assert value(registry, gauge) == 3
+        with metrics.restoring(partitions=1):  # a rewind during a restore
+            assert value(registry, gauge) == 4
+        assert value(registry, gauge) == 3
+    assert value(registry, gauge) == 0
+    with pytest.raises(TimeoutError), metrics.restoring(partitions=2):
+        assert value(registry, gauge) == 2
+        raise TimeoutError("changelog not read in time")
+    assert value(registry, gauge) == 0
