@@ -27,6 +27,7 @@ RULES = PROMETHEUS_DIR / "rules" / "lstm-scorer.rules.yml"
 RULE_TESTS = PROMETHEUS_DIR / "rules" / "lstm-scorer.rules.test.yml"
 CONFIGS = (PROMETHEUS_DIR / "prometheus.yml", PROMETHEUS_DIR / "prometheus.compose.yml")
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "lstm-scorer.json"
+DOCS = ROOT / "docs" / "observability.md"
 JOB = "lstm-scorer"
 
 # Bare words in PromQL that are neither metrics nor recording rules (grouping clauses and function
@@ -188,6 +189,19 @@ def test_rules_follow_the_conventions() -> None:
     assert {"up"} <= names_in(alerts()["LstmScorerWorkerDown"])
 
 
+def test_rules_read_recorded_series_of_the_same_evaluation() -> None:
+    """A rule reading a recorded series must come after its recording rule in the same group:
+    groups are evaluated independently, so across groups it would read the previous value."""
+    all_recorded = set(recorded())
+    for group in load_yaml(RULES)["groups"]:
+        earlier: set[str] = set()
+        for rule in group["rules"]:
+            reads = names_in(rule["expr"]) & all_recorded
+            assert reads <= earlier, f"{rule.get('alert') or rule['record']} reads {reads}"
+            if "record" in rule:
+                earlier.add(rule["record"])
+
+
 def test_promtool_accepts_both_prometheus_configs() -> None:
     for config in CONFIGS:
         result = promtool("check", "config", str(config))
@@ -267,3 +281,14 @@ def test_every_metric_in_rules_and_dashboard_is_in_the_catalogue() -> None:
 
 def rules_exprs() -> list[str]:
     return [r["expr"] for r in rules()]
+
+
+def test_the_documentation_lists_every_metric_alert_and_recording_rule() -> None:
+    documented = set(re.findall(r"`([\w:]+)`", DOCS.read_text()))
+    registry = CollectorRegistry()
+    Metrics(registry)
+    suffix = {"counter": "_total", "info": "_info"}
+    metrics = {f.name + suffix.get(f.type, "") for f in registry.collect()}
+    assert metrics - documented == set(), "metrics missing from docs/observability.md"
+    assert set(alerts()) - documented == set(), "alerts missing from docs/observability.md"
+    assert set(recorded()) - documented == set(), "recording rules missing from the docs"
