@@ -331,7 +331,8 @@ def test_prometheus_scrapes_a_live_worker_and_every_query_has_data(
         firing = [r["name"] for r in states if r["type"] == "alerting" and r["state"] == "firing"]
         assert firing == [], "alerts firing on a healthy worker"
 
-        up = prometheus.query(f'up{{job="{JOB}"}}')
+        # One target, scraped (a single scrape may time out on a loaded machine: not a failure).
+        up = prometheus.query(f'max_over_time(up{{job="{JOB}"}}[1m])')
         assert [s["value"][1] for s in up] == ["1"]
         print(
             f"\n{len(panel_queries)} panel queries, {len(rule_selectors)} rule selectors and "
