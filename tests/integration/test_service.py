@@ -70,9 +70,12 @@ class Service:
     def outputs(
         self, count: int, isolation: str = "read_committed", timeout_s: float = 120.0
     ) -> list[OutputRecord]:
+        """Outputs until `count` distinct ones (repeats of one input position count once)."""
         consumer = reader(self.bootstrap, self.output, PARTITIONS, isolation)
         try:
-            msgs = consume_until(consumer, lambda got: len(got) >= count, timeout_s)
+            msgs = consume_until(
+                consumer, lambda got: len(dedupe(decoded(got))[0]) >= count, timeout_s
+            )
         finally:
             consumer.close()
         return decoded(msgs)
