@@ -289,14 +289,15 @@ class Runner:
             return
         topic = self.settings.input_topic
         self.health.restore_started((topic, p) for p in parts)
-        stats = restore_partitions(
-            self.reader,
-            self.settings.changelog_topic,
-            parts,
-            table=self.table,
-            model_version=self.step_fn.version,
-            progress=self.health.mark_polled,
-        )
+        with self.metrics.restoring(len(parts)):
+            stats = restore_partitions(
+                self.reader,
+                self.settings.changelog_topic,
+                parts,
+                table=self.table,
+                model_version=self.step_fn.version,
+                progress=self.health.mark_polled,
+            )
         self.metrics.observe_restore(stats.seconds, stats.records, stats.discarded)
         self.health.restore_finished((topic, p) for p in parts)
         log_event(
