@@ -11,7 +11,7 @@ BROKER := bash deploy/kafka/local-kafka.sh
 export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv install lint test test-unit broker-start broker-stop broker-status clean
+.PHONY: venv install tools lint test test-unit broker-start broker-stop broker-status clean
 
 venv install: $(STAMP)
 
@@ -20,6 +20,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# promtool and prometheus (Debian's package), which the observability tests run for real.
+tools:
+	bash scripts/install-prometheus.sh
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -27,7 +31,7 @@ lint: $(STAMP)
 
 # Unit and integration tests; the integration session starts and stops its own broker unless
 # KAFKA_BOOTSTRAP_SERVERS names one. pytest's exit code 5 (nothing collected) fails too.
-test: $(STAMP)
+test: $(STAMP) tools
 	$(BIN)/pytest tests
 
 test-unit: $(STAMP)
@@ -48,3 +52,10 @@ clean:
 	rm -rf deploy/kafka/run deploy/kafka/lib build .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
 	rm -rf ./*.egg-info
+
+# The pipeline end to end on this machine: broker (started if needed, stopped after), reference
+# model (trained if missing), two workers, the simulator with a live view for DEMO_SECONDS
+# (default 60) at DEMO_RATE records/s (default 2000), then the evaluation report in reports/.
+.PHONY: demo
+demo: $(STAMP)
+	$(BIN)/python -m producer_sim demo
