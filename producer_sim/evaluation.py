@@ -5,8 +5,9 @@ Outputs are joined by sequence id. An output repeated by at-least-once redeliver
 input position, step and finality) is counted once; its first copy gives the latency. A final
 record repeating the last step (a bare end marker, an idle eviction) adds no step. A sequence is
 complete once it has a probability at its labelled length; the "final step" scores use complete
-sequences, each at its last step. At step s the scores cover every sequence with a probability
-at step s: sequences shorter than s drop out, so counts fall with s.
+sequences, each at its last step, except those the end of the simulator's run cut short (their
+last step is not their end). At step s the scores cover every sequence with a probability at
+step s, cut short or not: sequences shorter than s drop out, so counts fall with s.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class Trajectory:
 class Evaluation:
     labelled: int
     complete: int  # sequences with a probability at their labelled length
+    cut_short: int  # labelled sequences the end of the run interrupted
     outputs: int  # output records of labelled sequences, repeats included
     repeats: int
     unlabelled_outputs: int  # outputs of keys not in the labels (other runs, other producers)
@@ -143,11 +145,13 @@ class OutputJoin:
             for key, item in self._labels.items()
             if item.length in self._steps[key]
         ]
-        final_y = [item.label for item, _ in complete]
-        final_p = [steps[item.length] for item, steps in complete]
+        whole = [(item, steps) for item, steps in complete if not item.cut_short]
+        final_y = [item.label for item, _ in whole]
+        final_p = [steps[item.length] for item, steps in whole]
         return Evaluation(
             labelled=len(self._labels),
             complete=len(complete),
+            cut_short=sum(item.cut_short for item in self._labels.values()),
             outputs=self._outputs,
             repeats=self._repeats,
             unlabelled_outputs=self._unlabelled,
@@ -179,9 +183,9 @@ class OutputJoin:
         return tuple(scores)
 
     def _trajectories(self, n: int, min_length: int) -> tuple[Trajectory, ...]:
-        """The first `n` sequences of each label, in label file order, with a probability at
-        every step and at least `min_length` steps (else at least two): the figure shows how
-        probabilities move as samples arrive."""
+        """The first `n` sequences of each label, in label file order, not cut short, with a
+        probability at every step and at least `min_length` steps (else at least two): the
+        figure shows how probabilities move as samples arrive."""
         picked: list[Trajectory] = []
         for wanted in (1, 0):
             chosen: list[Trajectory] = []
@@ -198,7 +202,7 @@ class OutputJoin:
             if len(chosen) == n:
                 break
             steps = self._steps[key]
-            if item.label != label or item.length < shortest:
+            if item.label != label or item.length < shortest or item.cut_short:
                 continue
             if all(s in steps for s in range(1, item.length + 1)):
                 probs = tuple(steps[s] for s in range(1, item.length + 1))

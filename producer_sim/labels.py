@@ -1,9 +1,10 @@
-"""The labels file: one JSON object per line, `{"key", "label", "length", "ended"}`, per sequence.
+"""The labels file: one JSON object per line and sequence,
+`{"key", "label", "length", "ended", "cut_short"}`.
 
 `length` is the number of samples the consumer receives for the key (a duplicated send counts
 twice: the consumer applies it twice), `ended` whether an end marker was sent. A line is written
-once every record of the sequence was handed to the producer, or at shutdown for a sequence cut
-short.
+once every record of the sequence was handed to the producer, or at shutdown, with `cut_short`,
+for a sequence the end of the run interrupted: its `length` is what was sent.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class SequenceLabel:
     label: int  # 0 or 1
     length: int  # samples sent, >= 1
     ended: bool
+    cut_short: bool = False
 
 
 class LabelsError(ValueError):
@@ -30,7 +32,13 @@ class LabelsError(ValueError):
 
 def encode_label(item: SequenceLabel) -> bytes:
     return orjson.dumps(
-        {"key": item.key, "label": item.label, "length": item.length, "ended": item.ended}
+        {
+            "key": item.key,
+            "label": item.label,
+            "length": item.length,
+            "ended": item.ended,
+            "cut_short": item.cut_short,
+        }
     )
 
 
@@ -43,15 +51,16 @@ def decode_label(line: bytes) -> SequenceLabel:
         raise LabelsError("not a JSON object")
     key, label, length = doc.get("key"), doc.get("label"), doc.get("length")
     ended = doc.get("ended", True)
+    cut_short = doc.get("cut_short", False)
     if type(key) is not str or not key:
         raise LabelsError("key must be a non-empty string")
     if label not in (0, 1) or type(label) is not int:
         raise LabelsError("label must be 0 or 1")
     if type(length) is not int or length < 1:
         raise LabelsError("length must be an integer >= 1")
-    if type(ended) is not bool:
-        raise LabelsError("ended must be true or false")
-    return SequenceLabel(key, label, length, ended)
+    if type(ended) is not bool or type(cut_short) is not bool:
+        raise LabelsError("ended and cut_short must be true or false")
+    return SequenceLabel(key, label, length, ended, cut_short)
 
 
 def read_labels(path: Path) -> list[SequenceLabel]:

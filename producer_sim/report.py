@@ -17,7 +17,11 @@ def report_document(ev: Evaluation, source: dict[str, object]) -> dict[str, obje
     return {
         "source": source,
         "complete": ev.all_complete,
-        "sequences": {"labelled": ev.labelled, "complete": ev.complete},
+        "sequences": {
+            "labelled": ev.labelled,
+            "complete": ev.complete,
+            "cut_short": ev.cut_short,
+        },
         "outputs": {
             "read": ev.outputs,
             "repeats": ev.repeats,
@@ -65,7 +69,8 @@ def summary_lines(ev: Evaluation) -> list[str]:
         f"sequences: {ev.complete:,} of {ev.labelled:,} labelled scored to their last step"
         f" ({ev.outputs:,} outputs, {ev.repeats:,} repeats)",
         f"final step: ROC AUC {_fmt(f.roc_auc)}, accuracy {_fmt(f.accuracy)}"
-        f" over {f.count:,} sequences ({f.positives:,} positive)",
+        f" over {f.count:,} sequences ({f.positives:,} positive;"
+        f" {ev.cut_short:,} cut short by the end of the run left out)",
         f"ROC AUC by steps seen: {steps}",
         f"end-to-end latency ms: p50 {_fmt(lat.p50_ms, 0)}, p95 {_fmt(lat.p95_ms, 0)},"
         f" p99 {_fmt(lat.p99_ms, 0)}, max {_fmt(lat.max_ms, 0)} ({lat.count:,} outputs)",

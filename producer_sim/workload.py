@@ -170,7 +170,7 @@ class Workload:
         for dev in self._devices:
             if dev.plan is not None and dev.cursor > 0:
                 seen = sum(dev.plan.sizes[: dev.cursor])
-                out.append(SequenceLabel(dev.key.decode(), dev.plan.label, seen, False))
+                out.append(SequenceLabel(dev.key.decode(), dev.plan.label, seen, False, True))
         return out
 
     def _start(self, dev: _Device) -> _Planned:

@@ -78,7 +78,10 @@ def test_labels_match_the_records_of_each_key() -> None:
     w = Workload(FAULTY)
     batches = [w.take(700, TS) for _ in range(10)]
     labels = {item.key: item for b in batches for item in b.finished}
-    labels.update({item.key: item for item in w.open_sequences()})
+    assert not any(item.cut_short for item in labels.values())
+    cut = w.open_sequences()
+    assert cut and all(item.cut_short and not item.ended for item in cut)
+    labels.update({item.key: item for item in cut})
     samples: Counter[str] = Counter()
     ended: set[str] = set()
     header_labels: dict[str, set[bytes]] = defaultdict(set)
