@@ -1,4 +1,4 @@
-"""`python -m producer_sim [simulate|evaluate] [options]`; `simulate` is the default."""
+"""`python -m producer_sim [simulate|evaluate|demo] [options]`; `simulate` is the default."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 COMMANDS = {
     "simulate": ("producer_sim.simulate", "send labelled sequences to the input topic"),
     "evaluate": ("producer_sim.evaluate", "score the outputs against the labels: report"),
+    "demo": ("producer_sim.demo", "broker, two workers, simulator, live view and report"),
 }
 
 

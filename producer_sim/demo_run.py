@@ -1,0 +1,286 @@
+"""The demo's steps (see `producer_sim.demo`), and the record of what it started, which
+`cleanup` stops whatever step was reached."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TextIO
+
+from consumer.config import kafka_passthrough
+from producer_sim import demo_topics, processes
+from producer_sim.demo_broker import BrokerError, DemoBroker
+from producer_sim.demo_view import LiveView, WorkerReading, combined, ready, scrape
+from producer_sim.evaluate import EvaluateSettings, TopicMissingError, evaluate
+from producer_sim.evaluation import Evaluation
+from producer_sim.progress import Progress
+from producer_sim.report import summary_lines
+from producer_sim.sender import Sender, Totals
+from producer_sim.sim_settings import SimSettings
+from producer_sim.workload import WorkloadSettings
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    seconds: float = 60.0
+    rate: float = 2000.0
+    devices: int = 1000
+    model: Path = Path("models/reference.keras")
+    name: str = "demo"
+    metrics_port: int = 8001
+    run_dir: Path = Path(".run/demo")
+    report_dir: Path = Path("reports")
+    workers: int = 2
+    partitions: int = 6
+    bad_ratio: float = 0.001  # a few malformed records, so the DLQ count moves
+    never_end_ratio: float = 0.01  # evicted after idle_timeout_s with a final record
+    idle_timeout_s: float = 20.0
+    ready_timeout_s: float = 180.0
+    drain_timeout_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        if self.seconds <= 0 or self.rate <= 0 or self.devices < 1:
+            raise ValueError("seconds and rate must be > 0 and devices >= 1")
+        if not 1 <= self.metrics_port <= 65535 - self.workers:
+            raise ValueError(f"metrics port {self.metrics_port} out of range")
+
+    @property
+    def topics(self) -> tuple[str, str, str, str]:
+        """Input, output, dead-letter and changelog topics."""
+        n = self.name
+        return (
+            f"{n}.samples",
+            f"{n}.probabilities",
+            f"{n}.samples.dlq",
+            f"{n}-scorer-state-changelog",
+        )
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.metrics_port + i for i in range(self.workers)]
+
+
+class DemoError(RuntimeError):
+    """A step failed; the message says which and where to look."""
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("KERAS_BACKEND", "tensorflow")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+class DemoRun:
+    def __init__(
+        self,
+        settings: DemoSettings,
+        out: TextIO,
+        port_free: Callable[[int], bool],
+        clock: Callable[[], float],
+    ) -> None:
+        self.s = settings
+        self.out = out
+        self._port_free = port_free
+        self._clock = clock
+        self._env = child_env()
+        self.broker = DemoBroker(self._env, self.say)
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self._logs: list[IO[bytes]] = []
+        self._stop_sim = threading.Event()
+        self._sim_thread: threading.Thread | None = None
+        self._view = LiveView(out, out.isatty())
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def run(self) -> int:
+        self.s.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            bootstrap = self.broker.ensure()
+        except BrokerError as exc:
+            raise DemoError(str(exc)) from None
+        self._model()
+        self._topics(bootstrap)
+        self._start_workers(bootstrap)
+        self._wait_ready()
+        totals = self._simulate(bootstrap)
+        self._drain()
+        ev = self._evaluate(bootstrap)
+        return 0 if ev.all_complete and totals.all_delivered else 1
+
+    def _model(self) -> None:
+        if self.s.model.exists():
+            self.say(f"model: {self.s.model}")
+            return
+        self.say(f"model: {self.s.model} is missing; training it (about a minute)")
+        self.s.model.parent.mkdir(parents=True, exist_ok=True)
+        train = [sys.executable, "-m", "consumer", "train", "--output", str(self.s.model)]
+        code, _ = processes.run(train, env=self._env, cwd=Path.cwd())
+        if code != 0:
+            raise DemoError(f"training failed (exit {code}); see above")
+
+    def _topics(self, bootstrap: str) -> None:
+        input_topic = self.s.topics[0]
+        try:
+            old = demo_topics.recreate(bootstrap, self.s.topics, input_topic, self.s.partitions)
+        except demo_topics.TopicSetupError as exc:
+            raise DemoError(str(exc)) from None
+        if old:
+            self.say(f"topics: deleted the previous demo's {', '.join(old)}")
+        self.say(f"topics: {input_topic} with {self.s.partitions} partitions")
+
+    def _start_workers(self, bootstrap: str) -> None:
+        busy = [p for p in self.s.ports if not self._port_free(p)]
+        if busy:
+            raise DemoError(f"port(s) {busy} in use: choose others with --metrics-port")
+        input_topic, output_topic, dlq_topic, _ = self.s.topics
+        for i, port in enumerate(self.s.ports, start=1):
+            log_path = self.s.run_dir / f"worker-{i}.log"
+            argv = [
+                sys.executable, "-m", "consumer", "run",
+                "--model", str(self.s.model.resolve()),
+                "--bootstrap-servers", bootstrap,
+                "--input-topic", input_topic,
+                "--output-topic", output_topic,
+                "--dlq-topic", dlq_topic,
+                "--group-id", f"{self.s.name}-scorer",
+                "--instance-id", f"{self.s.name}-{i}",
+                "--create-topics",
+                "--metrics-addr", "127.0.0.1",
+                "--metrics-port", str(port),
+                "--idle-timeout-s", str(self.s.idle_timeout_s),
+            ]  # fmt: skip
+            log = log_path.open("wb")
+            self._logs.append(log)
+            with processes.signals_deferred():
+                proc = processes.start(argv, env=self._env, cwd=Path.cwd(), log=log)
+                self.workers.append(proc)
+            self.say(
+                f"worker {i} started (pid {proc.pid}, metrics http://127.0.0.1:{port}/metrics,"
+                f" log {log_path})"
+            )
+
+    def _check_workers(self) -> None:
+        for i, proc in enumerate(self.workers, start=1):
+            code = proc.poll()
+            if code is not None:
+                log = self.s.run_dir / f"worker-{i}.log"
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+                raise DemoError(f"worker {i} exited with {code}; the end of {log}:\n{tail}")
+
+    def _wait_ready(self) -> None:
+        self.say("workers: loading the model and joining the group ...")
+        deadline = self._clock() + self.s.ready_timeout_s
+        waiting = set(self.s.ports)
+        while waiting:
+            self._check_workers()
+            waiting = {p for p in waiting if not ready(p)}
+            if self._clock() > deadline:
+                raise DemoError(f"workers on ports {sorted(waiting)} not ready in time")
+            time.sleep(0.5)
+        self.say("workers: ready")
+
+    def _simulate(self, bootstrap: str) -> Totals:
+        s = self.s
+        common, _, producer = kafka_passthrough(os.environ)
+        settings = SimSettings(
+            WorkloadSettings(
+                devices=s.devices, bad_ratio=s.bad_ratio, never_end_ratio=s.never_end_ratio
+            ),
+            bootstrap_servers=bootstrap,
+            input_topic=s.topics[0],
+            rate=s.rate,
+            duration_s=s.seconds,
+            labels_out=s.run_dir / "labels.jsonl",
+            progress="none",
+            kafka={**common, **producer},
+        )
+        sender = Sender(settings, Progress("none", self.out, 1.0))
+        results: list[Totals | BaseException] = []
+
+        def send() -> None:
+            try:
+                results.append(sender.run(self._stop_sim))
+            except Exception as exc:  # reported by the main thread
+                results.append(exc)
+
+        self.say(
+            f"simulator started: {s.rate:,.0f} records/s for {s.seconds:g} s, {s.devices} devices"
+        )
+        self._sim_thread = threading.Thread(target=send, name="simulator", daemon=True)
+        self._sim_thread.start()
+        view = self._view
+        started = self._clock()
+        while self._sim_thread.is_alive():
+            phase = f"sending {self._clock() - started:4.0f}/{s.seconds:g} s"
+            view.show(phase, self._clock(), sender.snapshot(), self._readings())
+            self._check_workers()
+            self._sim_thread.join(1.0)
+        view.release()
+        result = results[0]
+        if isinstance(result, BaseException):
+            raise DemoError(f"the simulator failed: {result!r}")
+        self.say(result.describe())
+        return result
+
+    def _readings(self) -> list[WorkerReading]:
+        return [scrape(p) for p in self.s.ports]
+
+    def _drain(self) -> None:
+        view = self._view
+        deadline = self._clock() + self.s.drain_timeout_s
+        drained = 0  # consecutive readings with no lag: one could predate the last records
+        while drained < 2:
+            readings = self._readings()
+            view.show("draining", self._clock(), None, readings)
+            total = combined(readings)
+            drained = drained + 1 if all(r.up for r in readings) and total.lag == 0 else 0
+            self._check_workers()
+            if self._clock() > deadline:
+                self.say(f"lag not drained after {self.s.drain_timeout_s:g} s; evaluating anyway")
+                break
+            time.sleep(1.0)
+        view.release()
+
+    def _evaluate(self, bootstrap: str) -> Evaluation:
+        self.say("evaluation: reading the outputs ...")
+        settings = EvaluateSettings(
+            labels=self.s.run_dir / "labels.jsonl",
+            bootstrap_servers=bootstrap,
+            output_topic=self.s.topics[1],
+            report_dir=self.s.report_dir,
+            timeout_s=self.s.drain_timeout_s,
+        )
+        try:
+            ev, result, json_path, png_path = evaluate(settings, self.say)
+        except TopicMissingError as exc:
+            raise DemoError(str(exc)) from None
+        self.say("")
+        for line in summary_lines(ev):
+            self.say(line)
+        self.say(f"report: {json_path}")
+        self.say(f"figure: {png_path}")
+        if result.stop != "complete":
+            self.say(f"evaluation stopped early ({result.stop}): the report covers what arrived")
+        return ev
+
+    def cleanup(self) -> None:
+        """Stops, in order, the simulator, the workers and (if the demo started it) the broker."""
+        if self._sim_thread is not None and self._sim_thread.is_alive():
+            self.say("stopping the simulator (flushing) ...")
+            self._stop_sim.set()
+            self._sim_thread.join(60.0)
+        if self.workers:
+            self.say("stopping the workers (SIGTERM: they commit and leave the group) ...")
+            codes = processes.stop(self.workers, 30.0)
+            self.say("workers stopped (exit " + ", ".join(map(str, codes)) + ")")
+        for log in self._logs:
+            log.close()
+        self.broker.stop_if_started()
