@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_NOT_AVAILABLE, Consumer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaException,
+    TopicPartition,
+)
 
 from consumer.config import kafka_passthrough
 from consumer.messages import decode_output
@@ -202,7 +208,7 @@ def main(argv: list[str]) -> int:
         ev, result, json_path, png_path = evaluate(
             settings, lambda text: print(text, file=sys.stderr)
         )
-    except (LabelsError, OSError, TopicMissingError) as exc:
+    except (LabelsError, OSError, TopicMissingError, KafkaException) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for line in summary_lines(ev):
