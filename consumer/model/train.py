@@ -56,16 +56,17 @@ def build_model(every_step: bool) -> Any:
     import keras
     from keras import layers
 
+    # Fixed layer names: the model version hashes the config, so a seed always gives one version.
     return keras.Sequential(
         [
-            keras.Input((None, synthetic.N_FEATURES)),
-            layers.LSTM(32, return_sequences=True),
-            layers.LeakyReLU(),
-            layers.Dropout(0.2),
-            layers.LSTM(16, return_sequences=every_step),
-            layers.Dropout(0.2),
-            layers.LeakyReLU(),
-            layers.Dense(1, activation="sigmoid"),
+            keras.Input((None, synthetic.N_FEATURES), name="samples"),
+            layers.LSTM(32, return_sequences=True, name="lstm_32"),
+            layers.LeakyReLU(name="leaky_relu_1"),
+            layers.Dropout(0.2, name="dropout_1"),
+            layers.LSTM(16, return_sequences=every_step, name="lstm_16"),
+            layers.Dropout(0.2, name="dropout_2"),
+            layers.LeakyReLU(name="leaky_relu_2"),
+            layers.Dense(1, activation="sigmoid", name="head"),
         ],
         name="reference_every_step" if every_step else "reference",
     )

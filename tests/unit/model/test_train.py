@@ -61,20 +61,22 @@ def test_roc_auc_needs_both_classes() -> None:
         roc_auc([1, 1], [0.2, 0.4])
 
 
-def test_tiny_training_run_writes_a_loadable_model(
+def test_tiny_training_run_writes_a_loadable_model_and_is_deterministic(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    output = tmp_path / "tiny.keras"
-    code = train_command.main(
-        ["--output", str(output), "--epochs", "1", "--samples", "64", "--seed", "3"]
-    )
-    assert code == 0
+    def tiny(name: str) -> Path:
+        output = tmp_path / name
+        args = ["--output", str(output), "--epochs", "1", "--samples", "64", "--seed", "3"]
+        assert train_command.main(args) == 0
+        return output
+
+    plan = load_plan(tiny("tiny.keras"))
     printed = capsys.readouterr().out
     assert "ROC AUC" in printed
     rows = [line.split() for line in printed.splitlines() if line.startswith("  ")]
     assert [int(row[0]) for row in rows if row[0].isdigit()] == list(range(1, 8))
-    plan = load_plan(output)
     assert (plan.n_features, plan.n_outputs, plan.state_sizes) == (3, 1, (32, 32, 16, 16))
+    assert load_plan(tiny("again.keras")).version == plan.version, "same seed: same model"
 
 
 def test_train_refuses_an_output_that_is_not_keras(tmp_path: Path) -> None:
