@@ -93,6 +93,8 @@ def unsafe_reasons(config: Any, file_name: str) -> list[str]:
                 return
             owner = name
         for key, value in node.items():
+            if key == "compile_config":
+                continue  # loaded with compile=False: losses and metrics are never built
             if key in _LAYER_KEYS:
                 visit(value, owner, True)
             elif key in _LAYER_LIST_KEYS and isinstance(value, list):

@@ -78,6 +78,21 @@ def test_layer_normalization_rms_scaling_is_supported_exactly() -> None:
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+def test_legacy_h5_file_gives_the_same_plan_and_outputs(tmp_path: Path) -> None:
+    model = zoo_model("gru_reset_after_then_lstm")
+    model.save(tmp_path / "m.keras")
+    model.save(tmp_path / "m.h5")
+    from_keras, from_h5 = load_plan(tmp_path / "m.keras"), load_plan(tmp_path / "m.h5")
+    assert from_h5.state_sizes == from_keras.state_sizes
+    assert from_h5.version == from_keras.version
+    x = np.random.default_rng(2).normal(0, 1, (4, from_h5.n_features)).astype(np.float32)
+    outputs = []
+    for plan in (from_keras, from_h5):
+        states = [np.zeros((4, size), np.float32) for size in plan.state_sizes]
+        outputs.append(NumpyStep(plan).step(x, states).copy())
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
 def test_version_is_stable_across_save_and_load(tmp_path: Path) -> None:
     model = zoo_model("user")
     in_memory = build_plan(model, "memory").version

@@ -139,6 +139,18 @@ def test_custom_layers_are_refused_before_loading(tmp_path: Path) -> None:
     assert "'twice' (class Doubling)" in reason and "custom" in reason and "custom.keras" in reason
 
 
+def custom_loss(y_true: Any, y_pred: Any) -> Any:
+    return keras.ops.mean(keras.ops.square(y_true - y_pred))
+
+
+def test_a_custom_loss_in_the_compile_config_is_not_a_reason_to_refuse(tmp_path: Path) -> None:
+    path = tmp_path / "compiled.keras"
+    model = sequential(layers.LSTM(2), layers.Dense(1))
+    model.compile(optimizer="adam", loss=custom_loss)
+    model.save(path)
+    assert load_plan(path).state_sizes == (2, 2)
+
+
 def test_missing_and_unreadable_files_are_model_errors(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="not found"):
         load_plan(tmp_path / "absent.keras")
