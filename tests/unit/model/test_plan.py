@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -115,3 +117,16 @@ def test_version_changes_when_one_weight_changes(tmp_path: Path) -> None:
     value[0, 0] = np.nextafter(value[0, 0], np.float32(np.inf))
     kernel.assign(value)
     assert build_plan(model, "m").version != before
+
+
+def test_importing_the_model_package_does_not_import_tensorflow() -> None:
+    code = (
+        "import sys, consumer.model, consumer.synthetic, consumer.scoring_metrics; "
+        "heavy = [m for m in ('tensorflow', 'keras', 'h5py') if m in sys.modules]; "
+        "sys.exit(f'imported {heavy}' if heavy else 0)"
+    )
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, cwd=root, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
