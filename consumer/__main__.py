@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+# One BLAS thread: the model step's matrices are small, and OpenBLAS's threads cost ten times
+# more than they gain as soon as the other core is busy (measured; see BENCHMARKS.md).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 # Commands are imported on demand: `--help` and light commands need not load TensorFlow.
 COMMANDS = {

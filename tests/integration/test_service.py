@@ -199,12 +199,14 @@ def test_an_idle_sequence_is_evicted_with_a_final_record_and_a_tombstone(
     w = service.worker("--idle-timeout-s", "2")
     records: list[Record] = [("idle-1", encode_input(features=[[0.1, 0.2, 0.3]] * 3))]
     produce(service.bootstrap, service.input, records)
-    outs = service.outputs(2, timeout_s=60)
+    outs = service.outputs(4, timeout_s=60)  # one per sample of the chunk, then the final
     assert [(o.step, o.final, o.reason) for o in outs] == [
+        (1, False, None),
+        (2, False, None),
         (3, False, None),
         (3, True, "idle_timeout"),
     ]
-    assert outs[0].outputs == outs[1].outputs
+    assert outs[2].outputs == outs[3].outputs
     changelog = reader(service.bootstrap, f"{service.group}-state-changelog", PARTITIONS)
     try:
         msgs = consume_until(
