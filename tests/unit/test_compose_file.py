@@ -102,3 +102,23 @@ def test_dockerfile_installs_the_project_and_runs_the_consumer() -> None:
     assert re.search(r"^FROM python:3\.11-slim\b", text, re.MULTILINE)
     assert re.search(r"^RUN pip install \.", text, re.MULTILINE)
     assert 'ENTRYPOINT ["python", "-m", "consumer"]' in text
+
+
+def test_prometheus_and_grafana_mount_the_repositorys_config(services: Services) -> None:
+    prometheus = services["prometheus"]
+    config = next(a for a in prometheus["command"] if a.startswith("--config.file="))
+    mount = {v.split(":")[1]: v.split(":")[0] for v in prometheus["volumes"]}
+    in_container = config.split("=", 1)[1]
+    host_dir = mount["/etc/prometheus"]
+    assert (ROOT / host_dir / Path(in_container).relative_to("/etc/prometheus")).is_file()
+    for volume in services["grafana"]["volumes"]:
+        assert (ROOT / volume.split(":")[0]).is_dir(), volume
+
+
+def test_the_evaluation_reads_the_labels_the_simulator_writes(services: Services) -> None:
+    sim, evaluate = services["producer-sim"], services["evaluate"]
+    labels_out = sim["command"][sim["command"].index("--labels-out") + 1]
+    labels_in = evaluate["command"][evaluate["command"].index("--labels") + 1]
+    assert labels_out == labels_in
+    cond = evaluate["depends_on"]["producer-sim"]["condition"]
+    assert cond == "service_completed_successfully"
