@@ -104,6 +104,8 @@ _HELP: dict[str, str] = {
     "instance_id": "stable worker name, in transactional.id <group-id>-<instance-id>; "
     "default <hostname>-<pid>",
     "startup_timeout_s": "give up when the broker is not reachable within this time",
+    "features": "features per sample the producers send; the model must read exactly this many "
+    "(checked at start); 0: whatever the model reads",
 }
 _FLAGS = {"model_path": "--model"}
 _ENVS = {"bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS"}
@@ -160,6 +162,7 @@ class Settings:
     create_topics: bool = False
     instance_id: str = field(default_factory=default_instance_id)
     startup_timeout_s: float = 30.0
+    features: int = 0
     kafka_common: Mapping[str, str] = field(default_factory=dict, hash=False)
     kafka_consumer: Mapping[str, str] = field(default_factory=dict, hash=False)
     kafka_producer: Mapping[str, str] = field(default_factory=dict, hash=False)
@@ -255,6 +258,7 @@ def _validate(s: Settings) -> None:
     _check_range(s, "metrics_port", 0, 65_535)
     _check_range(s, "health_stale_s", 0.001, 86_400)
     _check_range(s, "startup_timeout_s", 0.001, 86_400)
+    _check_range(s, "features", 0, 100_000)
     if not s.metrics_addr or any(ch.isspace() for ch in s.metrics_addr):
         raise _fail("metrics_addr", "must be a host name or address", s.metrics_addr)
     if not 0 < len(s.instance_id) <= 200 or not s.instance_id.isprintable() or " " in s.instance_id:

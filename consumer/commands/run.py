@@ -41,6 +41,16 @@ def main(argv: list[str]) -> int:
     except ModelError as exc:
         log_event(log, "model_refused", level=logging.ERROR, error=str(exc))
         return 2
+    if settings.features and settings.features != step_fn.n_features:
+        log_event(
+            log,
+            "feature_count_mismatch",
+            level=logging.ERROR,
+            error=f"the model reads {step_fn.n_features} features per sample but --features "
+            f"(FEATURES) says producers send {settings.features}; serve a model trained on "
+            f"{settings.features} features or correct --features",
+        )
+        return 2
     try:
         topology = prepare_topics(settings)
     except StartupError as exc:

@@ -1,0 +1,40 @@
+"""`python -m consumer run` refuses bad start-up conditions before it touches Kafka."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from consumer.commands import run
+
+# Nothing listens here: reaching Kafka would be a failure of these tests, not a pass.
+NO_BROKER = ["--bootstrap-servers", "127.0.0.1:1", "--startup-timeout-s", "1"]
+
+
+def test_a_missing_model_exits_2_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope.keras"
+    assert run.main(["--model", str(missing), *NO_BROKER]) == 2
+    assert "nope.keras" in capsys.readouterr().err
+
+
+def test_a_feature_count_mismatch_exits_2(
+    saved_models: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run.main(["--model", str(saved_models["user"]), "--features", "4", *NO_BROKER])
+    assert code == 2
+    assert "feature_count_mismatch" in capsys.readouterr().err
+
+
+def test_an_unreachable_broker_exits_3(
+    saved_models: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run.main(["--model", str(saved_models["user"]), "--features", "3", *NO_BROKER]) == 3
+    assert "unreachable" in capsys.readouterr().err
+
+
+def test_a_bad_setting_exits_2_naming_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run.main(["--model", "m.keras", "--max-batch", "0"]) == 2
+    assert "--max-batch" in capsys.readouterr().err
