@@ -21,7 +21,7 @@ import numpy as np
 from consumer.model.chain import extract_chain
 from consumer.model.layer_specs import RECURRENT_CLASSES, class_name
 from consumer.model.plan import build_plan
-from consumer.model.specs import StepPlan
+from consumer.model.specs import PlanBacked, StepPlan
 from consumer.model.step import Float32Array
 
 
@@ -29,26 +29,10 @@ def _is_recurrent(layer: Any) -> bool:
     return class_name(layer) in RECURRENT_CLASSES or class_name(layer) == "RNN"
 
 
-class _KerasStepBase:
+class _KerasStepBase(PlanBacked):
     def __init__(self, model: Any, plan: StepPlan | None) -> None:
         self.plan = plan if plan is not None else build_plan(model, getattr(model, "name", "model"))
         self._links = extract_chain(model).links
-
-    @property
-    def n_features(self) -> int:
-        return self.plan.n_features
-
-    @property
-    def n_outputs(self) -> int:
-        return self.plan.n_outputs
-
-    @property
-    def state_sizes(self) -> tuple[int, ...]:
-        return self.plan.state_sizes
-
-    @property
-    def version(self) -> str:
-        return self.plan.version
 
 
 class KerasBatchedStep(_KerasStepBase):

@@ -10,7 +10,7 @@ import numpy as np
 
 from consumer.model.cells import RecurrentCell, make_cell
 from consumer.model.ops import PerStepOp, make_op
-from consumer.model.specs import IdentitySpec, RecurrentSpec, StepPlan
+from consumer.model.specs import IdentitySpec, PlanBacked, RecurrentSpec, StepPlan
 from consumer.model.step import Float32Array
 
 _MIN_CAPACITY = 64
@@ -18,7 +18,7 @@ _MIN_CAPACITY = 64
 CHUNK_ROWS = 1024
 
 
-class NumpyStep:
+class NumpyStep(PlanBacked):
     """Implements `consumer.model.step.StepFunction` from a `StepPlan` alone."""
 
     def __init__(self, plan: StepPlan) -> None:
@@ -37,22 +37,6 @@ class NumpyStep:
                 width = op.width
         self._capacity = 0
         self._out = np.empty((0, plan.n_outputs), np.float32)
-
-    @property
-    def n_features(self) -> int:
-        return self.plan.n_features
-
-    @property
-    def n_outputs(self) -> int:
-        return self.plan.n_outputs
-
-    @property
-    def state_sizes(self) -> tuple[int, ...]:
-        return self.plan.state_sizes
-
-    @property
-    def version(self) -> str:
-        return self.plan.version
 
     def _ensure(self, rows: int) -> None:
         if rows <= self._capacity:

@@ -136,3 +136,25 @@ class StepPlan:
     def stateless(self) -> bool:
         """True for a purely per-step model: its output at t depends on sample t only."""
         return not self.recurrent
+
+
+class PlanBacked:
+    """The `StepFunction` properties of a backend, read off its plan."""
+
+    plan: StepPlan
+
+    @property
+    def n_features(self) -> int:
+        return self.plan.n_features
+
+    @property
+    def n_outputs(self) -> int:
+        return self.plan.n_outputs
+
+    @property
+    def state_sizes(self) -> tuple[int, ...]:
+        return self.plan.state_sizes
+
+    @property
+    def version(self) -> str:
+        return self.plan.version
