@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import os
+import signal
 import sys
 
 # One BLAS thread: the model step's matrices are small, and OpenBLAS's threads cost ten times
@@ -29,6 +31,8 @@ def usage() -> str:
 
 
 def main(argv: list[str]) -> int:
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: how to see where a worker waits.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0 if argv else 2

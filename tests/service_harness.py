@@ -15,16 +15,18 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 import orjson
 from confluent_kafka import Message, Producer
+from confluent_kafka.admin import AdminClient
 
 from consumer.commands import replay
 from consumer.messages import OutputRecord, decode_output, encode_input
+from tests.kafka_harness import consume_until, reader
 
 REPO = Path(__file__).resolve().parents[1]
 Record = tuple[str, bytes]  # (key, value bytes)
@@ -175,6 +177,69 @@ def decoded(msgs: Iterable[Message]) -> list[OutputRecord]:
 
 
 @dataclass
+class Deployment:
+    """One service deployment under test: its topics, group and model, and its workers."""
+
+    bootstrap: str
+    input: str
+    output: str
+    dlq: str
+    group: str
+    model: Path
+    workdir: Path
+    workers: list[Worker] = field(default_factory=list)
+
+    @property
+    def changelog(self) -> str:
+        return f"{self.group}-state-changelog"
+
+    def worker(self, *extra: str, model: Path | None = None, name: str = "w") -> Worker:
+        """Start one more worker; `extra` flags come last and win."""
+        n = len(self.workers)
+        args = [
+            "--bootstrap-servers", self.bootstrap,
+            "--input-topic", self.input,
+            "--output-topic", self.output,
+            "--dlq-topic", self.dlq,
+            "--group-id", self.group,
+            "--model", str(model or self.model),
+            "--create-topics",
+            "--metrics-addr", "127.0.0.1",
+            "--log-format", "json",
+            "--commit-interval-ms", "200",
+            "--instance-id", f"{name}{n}",
+            *extra,
+        ]  # fmt: skip
+        env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        w = Worker(args, self.workdir / f"{name}{n}.log", env).start()
+        self.workers.append(w)
+        return w
+
+    def outputs(
+        self,
+        count: int,
+        isolation: str = "read_committed",
+        timeout_s: float = 120.0,
+    ) -> list[OutputRecord]:
+        """Outputs until `count` distinct ones (repeats of one input position count once)."""
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        partitions = len(admin.list_topics(self.output, timeout=10).topics[self.output].partitions)
+        consumer = reader(self.bootstrap, self.output, partitions, isolation)
+        try:
+            msgs = consume_until(
+                consumer, lambda got: len(dedupe(decoded(got))[0]) >= count, timeout_s
+            )
+        finally:
+            consumer.close()
+        return decoded(msgs)
+
+    def stop_all(self) -> None:
+        for w in self.workers:
+            if w.alive():
+                w.kill()
+
+
+@dataclass
 class Worker:
     """One `python -m consumer run` process with its log file."""
 
@@ -206,8 +271,15 @@ class Worker:
         except (urllib.error.URLError, ConnectionError):
             return 0, b""  # not listening yet
 
-    def wait_ready(self, timeout_s: float = 90.0) -> None:
-        wait_for(lambda: self.http("/readyz")[0] == 200 or None, timeout_s, "worker ready")
+    def wait_ready(self, timeout_s: float = 180.0) -> None:
+        try:
+            wait_for(lambda: self.http("/readyz")[0] == 200 or None, timeout_s, "worker ready")
+        except TimeoutError:
+            if self.alive():
+                assert self.proc is not None
+                self.proc.send_signal(signal.SIGUSR1)  # its stacks go to the log, for the report
+                time.sleep(1)
+            raise TimeoutError(f"worker not ready after {timeout_s} s; see {self.log_path}")
 
     def metric(self, name: str) -> float:
         """Sum of every series of one metric, from /metrics."""

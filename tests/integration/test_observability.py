@@ -13,7 +13,6 @@ That each alert fires on its failure is shown by the promtool unit tests of the 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -23,7 +22,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +34,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from tests.kafka_harness import NewTopicFactory, delete_topics
 from tests.service_harness import (
-    Worker,
+    Deployment,
     free_port,
     interleaved_stream,
     save_user_model,
@@ -95,44 +93,6 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_user_model(path, seed=5, units=(8, 4))
 
 
-@dataclass
-class Deployment:
-    """Topics of one consumer group and the processes started on them; stopped at teardown."""
-
-    bootstrap: str
-    admin: AdminClient
-    input: str
-    output: str
-    dlq: str
-    group: str
-    model: Path
-    workdir: Path
-    workers: list[Worker] = field(default_factory=list)
-
-    @property
-    def changelog(self) -> str:
-        return f"{self.group}-state-changelog"
-
-    def worker(self) -> Worker:
-        args = [
-            "--bootstrap-servers", self.bootstrap,
-            "--input-topic", self.input,
-            "--output-topic", self.output,
-            "--dlq-topic", self.dlq,
-            "--group-id", self.group,
-            "--model", str(self.model),
-            "--create-topics",
-            "--metrics-addr", "127.0.0.1",
-            "--log-format", "json",
-            "--commit-interval-ms", "200",
-            "--instance-id", f"obs{len(self.workers)}",
-        ]  # fmt: skip
-        env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
-        w = Worker(args, self.workdir / f"worker{len(self.workers)}.log", env).start()
-        self.workers.append(w)
-        return w
-
-
 @pytest.fixture
 def deployment(  # noqa: PLR0917  (pytest passes fixtures by name)
     kafka_bootstrap: str,
@@ -144,7 +104,6 @@ def deployment(  # noqa: PLR0917  (pytest passes fixtures by name)
 ) -> Iterator[Deployment]:
     d = Deployment(
         kafka_bootstrap,
-        kafka_admin,
         new_topic(PARTITIONS),
         new_topic(PARTITIONS),
         new_topic(1),
@@ -155,9 +114,7 @@ def deployment(  # noqa: PLR0917  (pytest passes fixtures by name)
     try:
         yield d
     finally:
-        for w in d.workers:
-            if w.alive():
-                w.kill()
+        d.stop_all()
         delete_topics(kafka_admin, [d.changelog])
 
 
@@ -368,7 +325,8 @@ def test_readyz_is_not_ready_while_a_restore_runs(deployment: Deployment) -> Non
     """The changelog is written directly (valid state records for RESTORE_KEYS keys, each in the
     partition its key hashes to), so the restore's length does not depend on a first worker."""
     d = deployment
-    futures = d.admin.create_topics(
+    admin = AdminClient({"bootstrap.servers": d.bootstrap})  # must outlive its futures
+    futures = admin.create_topics(
         [NewTopic(d.changelog, PARTITIONS, config={"cleanup.policy": "compact"})]
     )
     futures[d.changelog].result(30)

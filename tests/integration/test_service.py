@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +13,9 @@ from consumer.messages import OutputRecord, encode_input
 from tests.bad_inputs import BAD_INPUTS
 from tests.kafka_harness import NewTopicFactory, consume_until, reader
 from tests.service_harness import (
+    Deployment,
     Record,
-    Worker,
     by_key,
-    decoded,
     dedupe,
     interleaved_stream,
     mismatches,
@@ -35,52 +32,6 @@ def user_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_user_model(tmp_path_factory.mktemp("model") / "user.keras", seed=3)
 
 
-@dataclass
-class Service:
-    bootstrap: str
-    input: str
-    output: str
-    dlq: str
-    group: str
-    model: Path
-    workdir: Path
-    workers: list[Worker]
-
-    def worker(self, *extra: str, model: Path | None = None, name: str = "w") -> Worker:
-        n = len(self.workers)
-        args = [
-            "--bootstrap-servers", self.bootstrap,
-            "--input-topic", self.input,
-            "--output-topic", self.output,
-            "--dlq-topic", self.dlq,
-            "--group-id", self.group,
-            "--model", str(model or self.model),
-            "--create-topics",
-            "--metrics-addr", "127.0.0.1",
-            "--log-format", "json",
-            "--commit-interval-ms", "200",
-            "--instance-id", f"{name}{n}",
-            *extra,
-        ]  # fmt: skip
-        env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
-        w = Worker(args, self.workdir / f"{name}{n}.log", env).start()
-        self.workers.append(w)
-        return w
-
-    def outputs(
-        self, count: int, isolation: str = "read_committed", timeout_s: float = 120.0
-    ) -> list[OutputRecord]:
-        """Outputs until `count` distinct ones (repeats of one input position count once)."""
-        consumer = reader(self.bootstrap, self.output, PARTITIONS, isolation)
-        try:
-            msgs = consume_until(
-                consumer, lambda got: len(dedupe(decoded(got))[0]) >= count, timeout_s
-            )
-        finally:
-            consumer.close()
-        return decoded(msgs)
-
-
 @pytest.fixture
 def service(
     kafka_bootstrap: str,
@@ -88,8 +39,8 @@ def service(
     unique_group: Callable[[], str],
     user_model: Path,
     tmp_path: Path,
-) -> Iterator[Service]:
-    svc = Service(
+) -> Iterator[Deployment]:
+    svc = Deployment(
         kafka_bootstrap,
         new_topic(PARTITIONS),
         new_topic(PARTITIONS),
@@ -97,19 +48,16 @@ def service(
         unique_group(),
         user_model,
         tmp_path,
-        [],
     )
     yield svc
-    for w in svc.workers:
-        if w.alive():
-            w.kill()
+    svc.stop_all()
 
 
 def expected_count(want: dict[str, list[OutputRecord]]) -> int:
     return sum(len(v) for v in want.values())
 
 
-def test_one_worker_equals_the_oracle(service: Service) -> None:
+def test_one_worker_equals_the_oracle(service: Deployment) -> None:
     records = interleaved_stream(np.random.default_rng(1), 1000)
     want = oracle(service.model, records, service.workdir)
     w = service.worker()
@@ -123,7 +71,7 @@ def test_one_worker_equals_the_oracle(service: Service) -> None:
     assert w.terminate() == 0
 
 
-def test_three_workers_share_the_partitions_without_overlap(service: Service) -> None:
+def test_three_workers_share_the_partitions_without_overlap(service: Deployment) -> None:
     records = interleaved_stream(np.random.default_rng(2), 1500)
     want = oracle(service.model, records, service.workdir)
     workers = [service.worker() for _ in range(3)]
@@ -141,7 +89,9 @@ def test_three_workers_share_the_partitions_without_overlap(service: Service) ->
 
 
 @pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
-def test_a_killed_worker_is_replaced_and_state_restored(service: Service, guarantee: str) -> None:
+def test_a_killed_worker_is_replaced_and_state_restored(
+    service: Deployment, guarantee: str
+) -> None:
     records = interleaved_stream(np.random.default_rng(3), 1200)
     want = oracle(service.model, records, service.workdir)
     first = service.worker("--guarantee", guarantee)
@@ -160,7 +110,7 @@ def test_a_killed_worker_is_replaced_and_state_restored(service: Service, guaran
     assert second.terminate() == 0
 
 
-def test_bad_records_go_to_the_dead_letter_topic(service: Service) -> None:
+def test_bad_records_go_to_the_dead_letter_topic(service: Deployment) -> None:
     good = interleaved_stream(np.random.default_rng(4), 100)
     want = oracle(service.model, good, service.workdir)
     service.worker()
@@ -194,7 +144,7 @@ def test_bad_records_go_to_the_dead_letter_topic(service: Service) -> None:
 
 
 def test_an_idle_sequence_is_evicted_with_a_final_record_and_a_tombstone(
-    service: Service,
+    service: Deployment,
 ) -> None:
     w = service.worker("--idle-timeout-s", "2")
     records: list[Record] = [("idle-1", encode_input(features=[[0.1, 0.2, 0.3]] * 3))]
@@ -219,7 +169,7 @@ def test_an_idle_sequence_is_evicted_with_a_final_record_and_a_tombstone(
     assert w.metric("lstm_scorer_sequences_ended_total") >= 1
 
 
-def test_state_from_another_model_version_is_discarded(service: Service, tmp_path: Path) -> None:
+def test_state_from_another_model_version_is_discarded(service: Deployment, tmp_path: Path) -> None:
     first = service.worker()
     produce(service.bootstrap, service.input, [("dev-1", encode_input(features=[1.0, 2.0, 3.0]))])
     assert service.outputs(1)[0].step == 1
@@ -235,7 +185,7 @@ def test_state_from_another_model_version_is_discarded(service: Service, tmp_pat
     assert second.terminate() == 0
 
 
-def test_refuses_to_start_without_its_input_topic(service: Service) -> None:
+def test_refuses_to_start_without_its_input_topic(service: Deployment) -> None:
     service.input = "no-such-topic-" + service.group
     w = service.worker()
     assert w.proc is not None
