@@ -6,6 +6,7 @@ the unit tests; the integration tests check that Kafka, restarts and rebalances 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -274,12 +275,16 @@ class Worker:
     def wait_ready(self, timeout_s: float = 180.0) -> None:
         try:
             wait_for(lambda: self.http("/readyz")[0] == 200 or None, timeout_s, "worker ready")
-        except TimeoutError:
+        except TimeoutError as exc:
             if self.alive():
                 assert self.proc is not None
+                size = self.log_path.stat().st_size
                 self.proc.send_signal(signal.SIGUSR1)  # its stacks go to the log, for the report
-                time.sleep(1)
-            raise TimeoutError(f"worker not ready after {timeout_s} s; see {self.log_path}")
+                grew = lambda: self.log_path.stat().st_size > size or None  # noqa: E731
+                with contextlib.suppress(TimeoutError):
+                    wait_for(grew, 5, "the worker's stack dump")
+            message = f"worker not ready after {timeout_s} s; see {self.log_path}"
+            raise TimeoutError(message) from exc
 
     def metric(self, name: str) -> float:
         """Sum of every series of one metric, from /metrics."""
