@@ -189,12 +189,13 @@ readiness_python() {
     return 1
 }
 
-# 0 ready, 1 timed out, 2 the broker exited.
+# 0 ready, 1 timed out, 2 the broker exited, 3 another cluster answers on our port.
 wait_ready() {
-    local pid="$1" py rc=0
+    local pid="$1" py rc=0 cluster
+    cluster="$(sed -n 's/^cluster.id=//p' "$DATA_DIR/meta.properties" 2>/dev/null || true)"
     if py="$(readiness_python)"; then
         "$py" "$HERE/wait_ready.py" --bootstrap "127.0.0.1:$PORT" --pid "$pid" \
-            --timeout "$START_TIMEOUT" || rc=$?
+            --cluster-id "$cluster" --timeout "$START_TIMEOUT" || rc=$?
         return "$rc"
     fi
     # No Python Kafka client: ask with the Java tool (slower, one JVM per attempt).
@@ -250,6 +251,11 @@ cmd_start() {
             rm -f "$PID_FILE"
             tail_logs
             die "the broker exited during startup"
+            ;;
+        3)
+            stop_pid "$pid"
+            rm -f "$PID_FILE"
+            die "another Kafka cluster answers on 127.0.0.1:$PORT (a port race with another start?); choose KAFKA_PORT"
             ;;
         *)
             tail_logs

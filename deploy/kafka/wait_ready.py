@@ -3,7 +3,8 @@
 Used by local-kafka.sh: a Python client starts in a fraction of the time a JVM-based Kafka tool
 needs, so the readiness loop can retry every few hundred milliseconds.
 
-Exit status: 0 ready, 1 timed out, 2 the broker process exited while we waited.
+Exit status: 0 ready, 1 timed out, 2 the broker process exited while we waited, 3 a broker of
+another cluster answers on that address (two starts raced for one port: ours lost).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def wait_ready(bootstrap: str, pid: int | None, timeout_s: float) -> int:
+def wait_ready(bootstrap: str, pid: int | None, timeout_s: float, cluster_id: str = "") -> int:
     admin = AdminClient(
         {
             "bootstrap.servers": bootstrap,
@@ -47,7 +48,7 @@ def wait_ready(bootstrap: str, pid: int | None, timeout_s: float) -> int:
         except KafkaException:
             continue
         if metadata.brokers:
-            return 0
+            return 3 if cluster_id and metadata.cluster_id != cluster_id else 0
     return 1
 
 
@@ -56,8 +57,9 @@ def main() -> int:
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--pid", type=int, default=None)
     parser.add_argument("--timeout", type=float, default=90.0)
+    parser.add_argument("--cluster-id", default="", help="the cluster id the broker must report")
     args = parser.parse_args()
-    return wait_ready(args.bootstrap, args.pid, args.timeout)
+    return wait_ready(args.bootstrap, args.pid, args.timeout, args.cluster_id)
 
 
 if __name__ == "__main__":
