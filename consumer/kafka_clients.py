@@ -8,12 +8,14 @@ on the partitions where Java clients put them.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource
+from confluent_kafka.admin._metadata import TopicMetadata
 from confluent_kafka.cimpl import NewTopic
 
 from consumer.config import Settings
@@ -132,7 +134,7 @@ def prepare_topics(settings: Settings) -> Topology:
         raise StartupError(f"missing topic(s): {names}; create them or pass --create-topics")
     if missing:
         _create(admin, missing, timeout)
-        topics = admin.list_topics(timeout=timeout).topics
+        topics = _listed(admin, [t.topic for t in missing], timeout)
     changelog_partitions = len(topics[settings.changelog_topic].partitions)
     if changelog_partitions != n:
         raise StartupError(
@@ -152,6 +154,22 @@ def _create(admin: AdminClient, topics: list[NewTopic], timeout: float) -> None:
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # another worker won
                 raise StartupError(f"could not create topic {name!r}: {exc.args[0]}") from exc
+
+
+def _listed(admin: AdminClient, names: list[str], timeout: float) -> dict[str, TopicMetadata]:
+    """Topic metadata once it lists every topic in `names`: a topic just created, by this worker
+    or by another one starting at the same time, shows up in metadata a moment later."""
+    deadline = time.monotonic() + timeout
+    while True:
+        topics: dict[str, TopicMetadata] = admin.list_topics(timeout=timeout).topics
+        if all(name in topics and topics[name].partitions for name in names):
+            return topics
+        if time.monotonic() > deadline:
+            raise StartupError(
+                f"topic(s) {', '.join(names)} created but still not in the broker's metadata "
+                f"after {timeout:g} s"
+            )
+        time.sleep(0.1)
 
 
 def _require_compacted(admin: AdminClient, topic: str, timeout: float) -> None:
