@@ -9,6 +9,7 @@ Kafka and the engine; each step it takes lives in a module named after it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -198,16 +199,28 @@ class Runner:
         if not self.transactional:
             self.metrics.count_commit_failure("offset_commit")
             return  # offsets are committed again at the next checkpoint
-        producer = self.sink.producer
-        assert producer is not None
         if err.fatal():
             self.metrics.count_commit_failure("producer_fenced")
             self._new_producer()
         else:
             self.metrics.count_commit_failure("transaction_abort")
-            producer.abort_transaction(self.checkpointer.timeout_s)
+            self._abort_or_replace()
         self._in_transaction = False
         self._rewind()
+
+    def _abort_or_replace(self) -> None:
+        """Abort the open transaction. A producer that cannot (after a broker restart it may never
+        find its transaction coordinator again) is replaced: the new one's init_transactions
+        fences it and aborts its transaction on the broker."""
+        producer = self.sink.producer
+        assert producer is not None
+        try:
+            producer.abort_transaction(self.checkpointer.timeout_s)
+        except KafkaException as exc:
+            log_event(log, "producer_replaced", level=logging.WARNING, reason=str(exc.args[0]))
+            self.metrics.count_commit_failure("producer_fenced")
+            self._new_producer()
+        self._in_transaction = False
 
     def _rewind(self) -> None:
         """Back to the last commit: drop state, restore it, and read again from the offsets."""
@@ -234,10 +247,18 @@ class Runner:
 
     def _new_producer(self) -> None:
         if self.sink.producer is not None:
-            self.sink.producer.flush(0)
+            with contextlib.suppress(KafkaException):  # a fenced or failed producer may refuse
+                self.sink.producer.flush(0)
         producer = new_producer(self.settings, self._on_kafka_error, self.sink.on_delivery)
-        if self.transactional:
-            producer.init_transactions(self.checkpointer.timeout_s)
+        while self.transactional:
+            try:
+                producer.init_transactions(self.checkpointer.timeout_s)
+                break
+            except KafkaException as exc:
+                # Retriable (the broker is unreachable): it is no use going on without it.
+                if not exc.args[0].retriable() or self.stopping:
+                    raise
+                log_event(log, "init_transactions_retry", level=logging.WARNING, reason=str(exc))
         self.sink.attach(producer)
 
     def _on_kafka_error(self, err: KafkaError) -> None:
@@ -265,9 +286,7 @@ class Runner:
         self._drop(parts)
         if self.transactional and self._in_transaction:
             # The open transaction holds outputs of partitions that are no longer ours.
-            assert self.sink.producer is not None
-            self.sink.producer.abort_transaction(self.checkpointer.timeout_s)
-            self._in_transaction = False
+            self._abort_or_replace()
             self._rewind()
         self._publish_assignment("lost")
 

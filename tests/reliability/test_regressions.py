@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from concurrent.futures import Future
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
+from prometheus_client import CollectorRegistry
 
-from consumer import kafka_clients
+from consumer import kafka_clients, runner
 from consumer.config import Settings
+from consumer.http_endpoints import Health
+from consumer.metrics import Metrics
+from tests.prefix_sum_step import PrefixSumStep
 
 
 def _metadata(topics: Mapping[str, int]) -> SimpleNamespace:
@@ -77,3 +83,105 @@ def test_topics_that_never_show_up_fail_start_up_with_a_message(
     settings = Settings(model_path=Path("m.keras"), create_topics=True, startup_timeout_s=0.3)
     with pytest.raises(kafka_clients.StartupError, match="not in the broker's metadata"):
         kafka_clients.prepare_topics(settings)
+
+
+# -- exactly-once failures around a broker restart ----------------------------------------------
+
+
+class FakeProducer:
+    """A transactional producer whose calls fail as told."""
+
+    def __init__(self) -> None:
+        self.fail_send_offsets: KafkaException | None = None
+        self.fail_abort: KafkaException | None = None
+        self.fail_produce: KafkaException | None = None
+        self.stuck = threading.Event()  # set: send_offsets_to_transaction never returns
+        self.release = threading.Event()
+        self.calls: list[str] = []
+
+    def init_transactions(self, timeout: float) -> None:
+        self.calls.append("init")
+
+    def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    def produce(self, *args: object, **kwargs: object) -> None:
+        if self.fail_produce is not None:
+            raise self.fail_produce
+        self.calls.append("produce")
+
+    def send_offsets_to_transaction(self, offsets: object, meta: object, timeout: float) -> None:
+        self.calls.append("send_offsets")
+        if self.stuck.is_set():
+            self.release.wait()
+        if self.fail_send_offsets is not None:
+            raise self.fail_send_offsets
+
+    def commit_transaction(self, timeout: float) -> None:
+        self.calls.append("commit")
+
+    def abort_transaction(self, timeout: float) -> None:
+        self.calls.append("abort")
+        if self.fail_abort is not None:
+            raise self.fail_abort
+
+    def poll(self, timeout: float = 0) -> int:
+        return 0
+
+    def flush(self, timeout: float = 0) -> int:
+        if self.fail_abort is not None:  # a producer in a fatal state refuses everything
+            raise self.fail_abort
+        return 0
+
+    def __len__(self) -> int:
+        return 0
+
+
+class FakeConsumer:
+    def __init__(self, *args: object) -> None:
+        pass
+
+    def consumer_group_metadata(self) -> object:
+        return object()
+
+    def committed(self, partitions: list[Any], timeout: float) -> list[Any]:
+        return partitions
+
+    def seek(self, partition: object) -> None:
+        pass
+
+
+@pytest.fixture
+def eos_runner(monkeypatch: pytest.MonkeyPatch) -> tuple[runner.Runner, list[FakeProducer]]:
+    made: list[FakeProducer] = []
+
+    def new_producer(*args: object) -> FakeProducer:
+        made.append(FakeProducer())
+        return made[-1]
+
+    monkeypatch.setattr(runner, "new_consumer", FakeConsumer)
+    monkeypatch.setattr(runner, "Consumer", FakeConsumer)
+    monkeypatch.setattr(runner, "new_producer", new_producer)
+    settings = Settings(model_path=Path("m.keras"), guarantee="exactly-once")
+    r = runner.Runner(settings, PrefixSumStep(), Metrics(CollectorRegistry()), Health())
+    return r, made
+
+
+def _error(code: int, **flags: bool) -> KafkaException:
+    return KafkaException(KafkaError(code, "injected", **flags))
+
+
+def test_an_abort_that_fails_replaces_the_producer(
+    eos_runner: tuple[runner.Runner, list[FakeProducer]],
+) -> None:
+    # After a broker restart the commit times out and the abort fails too (the producer lost
+    # its coordinator, or its epoch). The worker used to die of the abort's exception.
+    r, made = eos_runner
+    made[0].fail_send_offsets = _error(KafkaError._TIMED_OUT, retriable=True)
+    made[0].fail_abort = _error(KafkaError.INVALID_TXN_STATE, fatal=True)
+    r._begin()
+    r.positions[0] = 5
+    r._checkpoint()
+    assert len(made) == 2 and made[1].calls == ["init"]  # replaced, transactions initialised
+    assert not r._in_transaction
+    assert r.sink.producer is cast(object, made[1])
