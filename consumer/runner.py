@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -83,11 +84,11 @@ class Runner:
                 self.health.mark_polled()
                 self.metrics.mark_polled()
                 if msgs:
-                    self._process(msgs)
+                    self._transacting(self._process, msgs)
                 self.sink.serve()
                 now = time.monotonic()
                 if now >= next_chores:
-                    self._chores()
+                    self._transacting(self._chores)
                     next_chores = now + _HOUSEKEEPING_S
                 if now >= next_commit:
                     self._checkpoint()
@@ -99,6 +100,17 @@ class Runner:
             self.reader.close()
             if self.sink.producer is not None:
                 self.sink.producer.flush(10)
+
+    def _transacting(self, work: Callable[..., None], *args: list[Message]) -> None:
+        """Run work that produces. Exactly-once, a produce can fail because the open transaction
+        failed underneath (say the broker lost the producer's sequence numbers in a restart):
+        that is a failed commit, handled as one (abort, then back to the last commit)."""
+        try:
+            work(*args)
+        except KafkaException as exc:
+            if not self.transactional:
+                raise
+            self._commit_error(exc.args[0])
 
     def _process(self, msgs: list[Message]) -> None:
         s = self.settings

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, Message
 from prometheus_client import CollectorRegistry
 
 from consumer import kafka_clients, runner
@@ -185,3 +185,39 @@ def test_an_abort_that_fails_replaces_the_producer(
     assert len(made) == 2 and made[1].calls == ["init"]  # replaced, transactions initialised
     assert not r._in_transaction
     assert r.sink.producer is cast(object, made[1])
+
+
+def test_a_produce_refused_by_a_failed_transaction_is_a_failed_commit(
+    eos_runner: tuple[runner.Runner, list[FakeProducer]],
+) -> None:
+    # The transaction failed underneath (the broker lost the producer's sequence numbers):
+    # the next produce raises. The worker used to die of it instead of aborting.
+    r, made = eos_runner
+    made[0].fail_produce = _error(KafkaError._STATE)
+    msg = FakeMessage(b"dev-1", b'{"features":[1,2,3]}', partition=0, offset=7)
+    r._transacting(r._process, [cast(Message, msg)])
+    assert made[0].calls == ["init", "begin", "abort"]
+    assert not r._in_transaction
+
+
+class FakeMessage:
+    def __init__(self, key: bytes, value: bytes, *, partition: int, offset: int) -> None:
+        self._key, self._value, self._partition, self._offset = key, value, partition, offset
+
+    def error(self) -> None:
+        return None
+
+    def key(self) -> bytes:
+        return self._key
+
+    def value(self) -> bytes:
+        return self._value
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, 1_764_150_000_000)
