@@ -19,7 +19,9 @@ tombstone once the input offsets are committed past X, so a replay never resurre
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 
 from confluent_kafka import Consumer, TopicPartition
 
@@ -29,6 +31,12 @@ from consumer.sink import Sink
 from consumer.state import StateTable
 
 Positions = dict[int, int]  # input partition -> next offset to read
+_GRACE_S = 10.0  # beyond a transactional call's own timeout, before it counts as stuck
+
+
+class StuckTransactionError(RuntimeError):
+    """A transactional call did not return, even after its timeout; the transaction (and the
+    producer) cannot be trusted any more."""
 
 
 class Checkpointer:
@@ -63,10 +71,12 @@ class Checkpointer:
             producer = self.sink.producer
             assert producer is not None
             if offsets:
-                producer.send_offsets_to_transaction(
-                    offsets, consumer.consumer_group_metadata(), self.timeout_s
+                metadata = consumer.consumer_group_metadata()
+                self._bounded(
+                    "send_offsets_to_transaction",
+                    lambda: producer.send_offsets_to_transaction(offsets, metadata, self.timeout_s),
                 )
-            producer.commit_transaction(self.timeout_s)
+            self._bounded("commit_transaction", lambda: producer.commit_transaction(self.timeout_s))
             self.sink.raise_failures()
         else:
             self.sink.flush(self.timeout_s)
@@ -76,6 +86,27 @@ class Checkpointer:
                 consumer.commit(offsets=offsets, asynchronous=False)
         self._committed(positions)
         self.metrics.observe_commit(time.monotonic() - started)
+
+    def _bounded(self, what: str, call: Callable[[], None]) -> None:
+        """Run a transactional call, giving up on it shortly after its own timeout: librdkafka
+        can wait forever for a group coordinator that a broker restart made it forget, ignoring
+        the timeout (confluentinc/librdkafka#5456). A stuck producer has to be replaced."""
+        done = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                call()
+            except BaseException as exc:  # re-raised in the caller's thread
+                failure.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name=what, daemon=True).start()
+        if not done.wait(self.timeout_s + _GRACE_S):
+            raise StuckTransactionError(f"{what} did not return within {self.timeout_s:g} s")
+        if failure:
+            raise failure[0]
 
     def forget_pending(self) -> None:
         """After a rewind the changelog is read again; pending tombstones are re-derived."""

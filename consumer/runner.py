@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from consumer.checkpoint import Checkpointer, Positions
+from consumer.checkpoint import Checkpointer, Positions, StuckTransactionError
 from consumer.config import Settings
 from consumer.emit import encode_outputs
 from consumer.engine import BatchResult, Engine
@@ -202,6 +202,12 @@ class Runner:
         except DeliveryFailedError as exc:
             self.metrics.count_commit_failure("delivery")
             log_event(log, "commit_failed", level=logging.ERROR, reason=str(exc))
+            self._rewind()
+        except StuckTransactionError as exc:
+            log_event(log, "producer_replaced", level=logging.ERROR, reason=str(exc))
+            self.metrics.count_commit_failure("producer_fenced")
+            self._new_producer()  # fences the stuck one, aborting its transaction
+            self._in_transaction = False
             self._rewind()
         except KafkaException as exc:
             self._commit_error(exc.args[0])

@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, Message
 from prometheus_client import CollectorRegistry
 
-from consumer import kafka_clients, runner
+from consumer import checkpoint, kafka_clients, runner
 from consumer.config import Settings
 from consumer.http_endpoints import Health
 from consumer.metrics import Metrics
@@ -198,6 +198,26 @@ def test_a_produce_refused_by_a_failed_transaction_is_a_failed_commit(
     r._transacting(r._process, [cast(Message, msg)])
     assert made[0].calls == ["init", "begin", "abort"]
     assert not r._in_transaction
+
+
+@pytest.mark.timeout(60)
+def test_a_stuck_transactional_call_replaces_the_producer(
+    eos_runner: tuple[runner.Runner, list[FakeProducer]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # librdkafka can ignore send_offsets_to_transaction's timeout and wait forever for a group
+    # coordinator it forgot in a broker restart; the worker used to hang with it.
+    r, made = eos_runner
+    monkeypatch.setattr(checkpoint, "_GRACE_S", 0.0)
+    r.checkpointer.timeout_s = 0.2
+    made[0].stuck.set()
+    try:
+        r._begin()
+        r.positions[0] = 5
+        r._checkpoint()
+        assert len(made) == 2 and made[1].calls == ["init"]
+        assert not r._in_transaction
+    finally:
+        made[0].release.set()
 
 
 class FakeMessage:
