@@ -1,0 +1,113 @@
+"""One worker on the real broker: start-up, and sustained throughput against the passthrough.
+
+Throughput: the input topic is filled first (single-sample records of many keys), then one
+process drains it; the rate is read from the Kafka timestamps of its outputs (set when it produced
+each one), over the middle 80 % of them, so start-up and the last partial batches do not count.
+The service and the passthrough read the same input topic in the same run, each in its own group.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from bench import broker, workload
+from bench.processes import Child
+from bench.service import COMMIT_INTERVAL_MS, Cluster, Guarantee, passthrough, pipeline, worker
+from bench.stats import sustained_rate
+
+Kind = Literal["service", "passthrough"]
+KINDS: tuple[Kind, ...] = ("passthrough", "service")
+GUARANTEES: tuple[Guarantee, ...] = ("at-least-once", "exactly-once")
+KEYS = 10_000  # active sequences in the throughput runs
+PARTITIONS = 4
+
+
+@dataclass(frozen=True)
+class Startup:
+    seconds_to_running: float  # process start to the "running" log line (model loaded, topics ok)
+    seconds_to_ready: float  # process start to /readyz 200 (partitions assigned and restored)
+    rss_bytes: int  # resident memory when ready, before any key
+
+
+@dataclass(frozen=True)
+class Throughput:
+    kind: Kind
+    guarantee: Guarantee
+    commit_interval_ms: int
+    records: int  # outputs written
+    samples_per_s: float  # sustained, middle 80 %
+    seconds: float  # the measured window
+
+
+def measure_startup(cluster: Cluster, timeout_s: float = 180.0) -> Startup:
+    """A worker on an empty topic: how long until it runs and is ready, and its memory then."""
+    topic = cluster.topics.create("startup", PARTITIONS)
+    w = worker(cluster, pipeline(cluster, topic, "at-least-once", PARTITIONS), "startup").start()
+    try:
+        w.wait_event("running", timeout_s)
+        running_at = time.monotonic() - w.started_at
+        w.wait_ready(timeout_s)
+        ready_at = time.monotonic() - w.started_at
+        return Startup(running_at, ready_at, w.rss())
+    finally:
+        w.stop()
+
+
+def fill_input(cluster: Cluster, records: int, seed: int = 3) -> str:
+    topic = cluster.topics.create("input", PARTITIONS)
+    rng = np.random.default_rng(seed)
+    values = workload.kafka_values(records, rng)
+    keys = [workload.key_name(int(i)).encode() for i in rng.integers(0, KEYS, records)]
+    broker.fill(cluster.bootstrap, topic, zip(keys, values, strict=True))
+    return topic
+
+
+def measure_throughput(
+    cluster: Cluster, input_topic: str, kind: Kind, guarantee: Guarantee, timeout_s: float = 900.0
+) -> Throughput:
+    """One process drains `input_topic` (already filled) in a new group."""
+    p = pipeline(cluster, input_topic, guarantee, PARTITIONS)
+    ends = broker.end_offsets(cluster.bootstrap, input_topic, PARTITIONS)
+    proc: Child = (worker(cluster, p) if kind == "service" else passthrough(cluster, p)).start()
+    try:
+        broker.wait_committed(
+            cluster.bootstrap,
+            p.group,
+            input_topic,
+            ends,
+            timeout_s=timeout_s,
+            check=proc.check_alive,
+        )
+    finally:
+        code = proc.stop()
+    if code != 0:
+        raise RuntimeError(f"{kind} exited with {code}; see {proc.log_path}")
+    stamps = broker.output_timestamps(cluster.bootstrap, p.output, PARTITIONS)
+    rate = sustained_rate(stamps)
+    interval = COMMIT_INTERVAL_MS[guarantee]
+    return Throughput(kind, guarantee, interval, len(stamps), rate.per_s, rate.seconds)
+
+
+def run(
+    cluster: Cluster, records: int, progress: Callable[[str], None] = print
+) -> list[Throughput]:
+    """Passthrough and service, at-least-once then exactly-once, on one filled input topic."""
+    progress(f"e2e: filling an input topic with {records:,} records")
+    topic = fill_input(cluster, records)
+    results = []
+    for guarantee in GUARANTEES:
+        for kind in KINDS:
+            result = measure_throughput(cluster, topic, kind, guarantee)
+            if result.records != records:
+                raise RuntimeError(f"{kind} {guarantee}: {result.records} outputs for {records}")
+            results.append(result)
+            progress(
+                f"e2e: {kind} {guarantee}: {result.samples_per_s:,.0f} records/s "
+                f"over {result.seconds:.1f} s"
+            )
+    return results

@@ -1,0 +1,177 @@
+"""End-to-end latency under an open-loop load at fractions of the measured maximum.
+
+One worker, ready on an empty topic; for each load level, `bench.load` sends records at a fixed
+rate, each stamped with its send time (`ts`, which the service echoes on the output), while a
+downstream reader in this process (read_committed, as exactly-once consumers must read) takes the
+outputs. Latency = the time the reader got an output minus its `ts`: batching, scoring, producing,
+and for exactly-once the wait for the transaction to commit, all included. The first seconds of
+each level are left out (the service and the load settle), and a warm-up level runs first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from bench.broker import unique
+from bench.processes import Child, Worker
+from bench.service import COMMIT_INTERVAL_MS, Cluster, Guarantee, pipeline, worker
+from bench.stats import percentiles
+
+PARTITIONS = 4
+KEYS = 10_000
+
+
+@dataclass(frozen=True)
+class LatencyPoint:
+    guarantee: Guarantee
+    commit_interval_ms: int
+    load_fraction: float  # of the maximum rate measured for this guarantee
+    target_rate: float  # records per second sent
+    sent: int
+    received: int  # outputs read downstream (all of them, the settling seconds included)
+    measured: int  # outputs the percentiles are over
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    # The same up to the worker producing the output (its Kafka timestamp): without the wait for
+    # the delivery, the transaction commit and the reader's fetch.
+    produced_p50_ms: float
+    produced_p99_ms: float
+    sender_worst_lag_s: float  # how far the load generator itself ever fell behind its schedule
+
+
+def _reader(bootstrap: str, topic: str) -> Consumer:
+    reader = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": unique("latency-reader"),
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "fetch.wait.max.ms": 5,
+        }
+    )
+    reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+    return reader
+
+
+@dataclass
+class _Observed:
+    received: int = 0
+    read_ms: list[float] = field(default_factory=list)  # read time minus ts
+    produced_ms: list[float] = field(default_factory=list)  # output timestamp minus ts
+
+
+def _level(
+    cluster: Cluster,
+    w: Worker,
+    reader: Consumer,
+    topic: str,
+    *,
+    rate: float,
+    seconds: float,
+    settle_s: float,
+) -> tuple[dict[str, float], _Observed]:
+    """One load level: the sender's summary, and what the reader saw after settling."""
+    log = cluster.workdir / f"{unique('load')}.log"
+    argv = ["-m", "bench.load", "--bootstrap-servers", cluster.bootstrap, "--topic", topic]
+    argv += ["--rate", f"{rate:.1f}", "--seconds", str(seconds), "--keys", str(KEYS)]
+    load = Child(argv, log).start()
+    settled_ms = time.time() * 1000 + settle_s * 1000
+    seen = _Observed()
+    summary: dict[str, float] | None = None
+    deadline = time.monotonic() + seconds + 120
+    while summary is None or seen.received < summary["sent"]:
+        if time.monotonic() > deadline:
+            break  # what was received is reported; the shortfall shows in `received`
+        msgs = reader.consume(2000, timeout=0.05)
+        now_ms = time.time() * 1000
+        for msg in msgs:
+            if msg.error() is None:
+                ts = orjson.loads(msg.value() or b"{}").get("ts")
+                seen.received += 1
+                if ts is not None and ts >= settled_ms:
+                    seen.read_ms.append(now_ms - ts)
+                    seen.produced_ms.append(msg.timestamp()[1] - ts)
+        if summary is None and not load.alive():
+            if load.stop() != 0:
+                raise RuntimeError(f"load generator failed; see {log}")
+            summary = orjson.loads(log.read_bytes().splitlines()[-1])
+        w.check_alive()
+    if summary is None:
+        load.stop()
+        raise TimeoutError("load generator did not finish")
+    return summary, seen
+
+
+def run(
+    cluster: Cluster,
+    guarantee: Guarantee,
+    max_rate: float,
+    fractions: Sequence[float],
+    *,
+    seconds: float,
+    settle_s: float,
+    warmup_s: float,
+    progress: Callable[[str], None] = print,
+) -> list[LatencyPoint]:
+    topic = cluster.topics.create("latency", PARTITIONS)
+    p = pipeline(cluster, topic, guarantee, PARTITIONS)
+    w = worker(cluster, p, "latency").start()
+    points = []
+    try:
+        w.wait_ready(180)
+        reader = _reader(cluster.bootstrap, p.output)
+        try:
+            # Not measured: the broker's and the worker's first seconds under live traffic (JIT
+            # compilation, first-seen keys) would otherwise fall on the first level.
+            _level(
+                cluster,
+                w,
+                reader,
+                topic,
+                rate=min(fractions) * max_rate,
+                seconds=warmup_s,
+                settle_s=warmup_s,
+            )
+            for fraction in fractions:
+                rate = fraction * max_rate
+                summary, seen = _level(
+                    cluster, w, reader, topic, rate=rate, seconds=seconds, settle_s=settle_s
+                )
+                pct = percentiles(seen.read_ms or [np.nan])
+                at_worker = percentiles(seen.produced_ms or [np.nan])
+                points.append(
+                    LatencyPoint(
+                        guarantee,
+                        COMMIT_INTERVAL_MS[guarantee],
+                        fraction,
+                        rate,
+                        int(summary["sent"]),
+                        seen.received,
+                        len(seen.read_ms),
+                        pct.p50_ms,
+                        pct.p95_ms,
+                        pct.p99_ms,
+                        pct.max_ms,
+                        at_worker.p50_ms,
+                        at_worker.p99_ms,
+                        float(summary["worst_lag_s"]),
+                    )
+                )
+                progress(
+                    f"latency: {guarantee} at {fraction:.0%} ({rate:,.0f}/s): p50 "
+                    f"{pct.p50_ms:.1f} ms, p95 {pct.p95_ms:.1f} ms, p99 {pct.p99_ms:.1f} ms "
+                    f"(at the worker: p50 {at_worker.p50_ms:.1f}, p99 {at_worker.p99_ms:.1f})"
+                )
+        finally:
+            reader.close()
+    finally:
+        w.stop()
+    return points
