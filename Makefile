@@ -59,3 +59,12 @@ clean:
 .PHONY: demo
 demo: $(STAMP)
 	$(BIN)/python -m producer_sim demo
+
+# Benchmarks side by side (BENCHMARKS.md): the engine against the Keras approaches, the service
+# against a passthrough on a local broker of their own. Results in bench/results/.
+.PHONY: bench bench-quick
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench --quick
