@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource
-from confluent_kafka.admin._metadata import TopicMetadata
+from confluent_kafka.admin._metadata import ClusterMetadata, TopicMetadata
 from confluent_kafka.cimpl import NewTopic
 
 from consumer.config import Settings
@@ -103,16 +103,12 @@ class Topology:
 
 def prepare_topics(settings: Settings) -> Topology:
     """Check the broker and the topics, creating the missing ones if asked to."""
-    admin = AdminClient(dict[str, str | int | float | bool](settings.admin_properties()))
+    errors: list[KafkaError] = []
+    admin = AdminClient(
+        dict[str, str | int | float | bool](settings.admin_properties()), error_cb=errors.append
+    )
     timeout = settings.startup_timeout_s
-    try:
-        metadata = admin.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise StartupError(
-            f"Kafka is unreachable at {settings.bootstrap_servers} within {timeout:g} s "
-            f"({exc.args[0]}); check --bootstrap-servers and the KAFKA_* security settings"
-        ) from exc
-    topics = metadata.topics
+    topics: dict[str, TopicMetadata] = _reach(admin, errors, settings).topics
     if settings.input_topic not in topics:
         raise StartupError(
             f"input topic {settings.input_topic!r} does not exist; create it (its partition "
@@ -144,6 +140,31 @@ def prepare_topics(settings: Settings) -> Topology:
         )
     _require_compacted(admin, settings.changelog_topic, timeout)
     return Topology(input_partitions=n)
+
+
+def _reach(admin: AdminClient, errors: list[KafkaError], settings: Settings) -> ClusterMetadata:
+    """The cluster's metadata. Refused credentials fail at once, with their own message: unlike
+    an unreachable broker they do not get better by waiting out the start-up timeout."""
+    timeout = settings.startup_timeout_s
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return admin.list_topics(timeout=max(0.001, min(1.0, deadline - time.monotonic())))
+        except KafkaException as exc:
+            admin.poll(0)  # hands the client's errors to error_cb
+            refused = [e for e in errors if e.code() == KafkaError._AUTHENTICATION]
+            if refused:
+                raise StartupError(
+                    f"Kafka at {settings.bootstrap_servers} refused the credentials "
+                    f"({refused[-1].str()}); check KAFKA_SECURITY_PROTOCOL, "
+                    "KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+                ) from exc
+            if time.monotonic() >= deadline:
+                raise StartupError(
+                    f"Kafka is unreachable at {settings.bootstrap_servers} within {timeout:g} s "
+                    f"({exc.args[0]}); check --bootstrap-servers and the KAFKA_* security "
+                    "settings"
+                ) from exc
 
 
 def _create(admin: AdminClient, topics: list[NewTopic], timeout: float) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
 from types import SimpleNamespace
@@ -68,7 +68,7 @@ def test_topics_created_at_start_are_awaited_until_metadata_lists_them(
     # Two workers starting together: the changelog topic exists (or was just created) but the
     # next metadata listing does not show it yet. Start-up used to fail with a KeyError.
     admin = LaggingMetadataAdmin({"samples": 6}, lag=2)
-    monkeypatch.setattr(kafka_clients, "AdminClient", lambda conf: admin)
+    monkeypatch.setattr(kafka_clients, "AdminClient", lambda conf, **kw: admin)
     settings = Settings(model_path=Path("m.keras"), create_topics=True, startup_timeout_s=5)
     topology = kafka_clients.prepare_topics(settings)
     assert topology.input_partitions == 6
@@ -79,10 +79,46 @@ def test_topics_that_never_show_up_fail_start_up_with_a_message(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     admin = LaggingMetadataAdmin({"samples": 6}, lag=10**9)
-    monkeypatch.setattr(kafka_clients, "AdminClient", lambda conf: admin)
+    monkeypatch.setattr(kafka_clients, "AdminClient", lambda conf, **kw: admin)
     settings = Settings(model_path=Path("m.keras"), create_topics=True, startup_timeout_s=0.3)
     with pytest.raises(kafka_clients.StartupError, match="not in the broker's metadata"):
         kafka_clients.prepare_topics(settings)
+
+
+class RefusingAdmin:
+    """A broker that refuses the client's credentials: metadata never comes, and the client
+    reports an authentication error through error_cb when polled."""
+
+    def __init__(self, conf: object, error_cb: Callable[[KafkaError], None]) -> None:
+        self.error_cb = error_cb
+        self.listings = 0
+
+    def list_topics(self, timeout: float) -> object:
+        self.listings += 1
+        raise KafkaException(KafkaError(KafkaError._TRANSPORT, "Failed to get metadata"))
+
+    def poll(self, timeout: float) -> int:
+        self.error_cb(KafkaError(KafkaError._AUTHENTICATION, "SASL authentication error"))
+        return 1
+
+
+def test_refused_credentials_fail_start_up_at_once_and_say_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Wrong credentials used to be reported as "Kafka is unreachable", after the whole start-up
+    # timeout.
+    admins: list[RefusingAdmin] = []
+
+    def refusing(conf: object, error_cb: Callable[[KafkaError], None]) -> RefusingAdmin:
+        admins.append(RefusingAdmin(conf, error_cb))
+        return admins[-1]
+
+    monkeypatch.setattr(kafka_clients, "AdminClient", refusing)
+    settings = Settings(model_path=Path("m.keras"), startup_timeout_s=3600)
+    with pytest.raises(kafka_clients.StartupError, match="refused the credentials") as info:
+        kafka_clients.prepare_topics(settings)
+    assert "KAFKA_SASL_PASSWORD" in str(info.value)
+    assert admins[0].listings == 1  # it did not wait out the hour
 
 
 # -- exactly-once failures around a broker restart ----------------------------------------------
