@@ -1,7 +1,8 @@
 """`python -m bench`: the benchmarks, side by side, with a JSON result and a printed table.
 
     python -m bench [--quick] [--only engine|e2e|restore|scaling ...] [--model PATH]
-                    [--bootstrap-servers HOST:PORT] [--results-dir DIR] [--workdir DIR]
+                    [--bootstrap-servers HOST:PORT] [--eos-commit-interval-ms N]
+                    [--results-dir DIR] [--workdir DIR]
 
 Sections: `engine` (no broker), `e2e` (worker start-up, throughput against the passthrough,
 latency), `restore` and `scaling` (a broker: a local one is started, and stopped at the end,
@@ -29,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from bench import broker, engine_bench, plans, report, table
 from bench.machine import describe_machine
-from bench.service import Cluster
+from bench.service import ALO_COMMIT_INTERVAL_MS, EOS_COMMIT_INTERVAL_MS, Cluster
 
 SECTIONS = ("engine", "e2e", "restore", "scaling")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -48,6 +49,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--model", type=Path, help="model file (default: random weights)")
     parser.add_argument("--bootstrap-servers", help="use this broker instead of a local one")
+    parser.add_argument(
+        "--eos-commit-interval-ms",
+        type=int,
+        default=EOS_COMMIT_INTERVAL_MS,
+        help="the service's --commit-interval-ms in exactly-once runs (default %(default)s)",
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--workdir", type=Path, help="logs and broker data (default: temporary)")
     return parser.parse_args(argv)
@@ -95,6 +102,10 @@ def run(args: argparse.Namespace) -> int:
         "plan": report.plain(plan),
         "machine": describe_machine(),
         "model": str(args.model) if args.model else "user architecture, random weights",
+        "commit_interval_ms": {
+            "at-least-once": ALO_COMMIT_INTERVAL_MS,
+            "exactly-once": args.eos_commit_interval_ms,
+        },
     }
     guard = Guard()
     sections = report.Sections()
@@ -107,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
         if any(s in wanted for s in ("e2e", "restore", "scaling")):
             with _broker(args, workdir) as bootstrap:
                 say(f"broker at {bootstrap}")
-                cluster = Cluster(bootstrap, broker.Topics(bootstrap), workdir, model)
+                topics = broker.Topics(bootstrap)
+                cluster = Cluster(bootstrap, topics, workdir, model, args.eos_commit_interval_ms)
                 try:
                     found = plans.run_broker_sections(cluster, plan, wanted, say, guard)
                 finally:

@@ -16,8 +16,8 @@ from typing import Literal
 import numpy as np
 
 from bench import broker, workload
-from bench.processes import Child
-from bench.service import COMMIT_INTERVAL_MS, Cluster, Guarantee, passthrough, pipeline, worker
+from bench.processes import Child, Worker
+from bench.service import Cluster, Guarantee, passthrough, pipeline, worker
 from bench.stats import sustained_rate
 
 Kind = Literal["service", "passthrough"]
@@ -42,6 +42,8 @@ class Throughput:
     records: int  # outputs written
     samples_per_s: float  # sustained, middle 80 %
     seconds: float  # the measured window
+    mean_batch_records: float | None = None  # the service's micro-batches (from its metrics)
+    mean_commit_ms: float | None = None  # the service's checkpoints
 
 
 def measure_startup(cluster: Cluster, timeout_s: float = 180.0) -> Startup:
@@ -83,14 +85,24 @@ def measure_throughput(
             timeout_s=timeout_s,
             check=proc.check_alive,
         )
+        counters = proc.counters() if isinstance(proc, Worker) else None
     finally:
         code = proc.stop()
     if code != 0:
         raise RuntimeError(f"{kind} exited with {code}; see {proc.log_path}")
     stamps = broker.output_timestamps(cluster.bootstrap, p.output, PARTITIONS)
     rate = sustained_rate(stamps)
-    interval = COMMIT_INTERVAL_MS[guarantee]
-    return Throughput(kind, guarantee, interval, len(stamps), rate.per_s, rate.seconds)
+    interval = cluster.commit_interval_ms(guarantee)
+    return Throughput(
+        kind,
+        guarantee,
+        interval,
+        len(stamps),
+        rate.per_s,
+        rate.seconds,
+        counters.mean_batch_records if counters else None,
+        counters.mean_commit_ms if counters else None,
+    )
 
 
 def run(

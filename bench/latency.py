@@ -20,7 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from bench.broker import unique
 from bench.processes import Child, Worker
-from bench.service import COMMIT_INTERVAL_MS, Cluster, Guarantee, pipeline, worker
+from bench.service import Cluster, Guarantee, pipeline, worker
 from bench.stats import percentiles
 
 PARTITIONS = 4
@@ -45,6 +45,8 @@ class LatencyPoint:
     produced_p50_ms: float
     produced_p99_ms: float
     sender_worst_lag_s: float  # how far the load generator itself ever fell behind its schedule
+    mean_batch_records: float  # the worker's micro-batches during the level
+    mean_commit_ms: float  # the worker's checkpoints during the level (the loop waits for them)
 
 
 def _reader(bootstrap: str, topic: str) -> Consumer:
@@ -142,15 +144,17 @@ def run(
             )
             for fraction in fractions:
                 rate = fraction * max_rate
+                before = w.counters()
                 summary, seen = _level(
                     cluster, w, reader, topic, rate=rate, seconds=seconds, settle_s=settle_s
                 )
+                counters = w.counters().since(before)
                 pct = percentiles(seen.read_ms or [np.nan])
                 at_worker = percentiles(seen.produced_ms or [np.nan])
                 points.append(
                     LatencyPoint(
                         guarantee,
-                        COMMIT_INTERVAL_MS[guarantee],
+                        cluster.commit_interval_ms(guarantee),
                         fraction,
                         rate,
                         int(summary["sent"]),
@@ -163,12 +167,16 @@ def run(
                         at_worker.p50_ms,
                         at_worker.p99_ms,
                         float(summary["worst_lag_s"]),
+                        counters.mean_batch_records,
+                        counters.mean_commit_ms,
                     )
                 )
                 progress(
                     f"latency: {guarantee} at {fraction:.0%} ({rate:,.0f}/s): p50 "
                     f"{pct.p50_ms:.1f} ms, p95 {pct.p95_ms:.1f} ms, p99 {pct.p99_ms:.1f} ms "
-                    f"(at the worker: p50 {at_worker.p50_ms:.1f}, p99 {at_worker.p99_ms:.1f})"
+                    f"(at the worker: p50 {at_worker.p50_ms:.1f}, p99 {at_worker.p99_ms:.1f}; "
+                    f"batches of {counters.mean_batch_records:.0f}, commits of "
+                    f"{counters.mean_commit_ms:.0f} ms)"
                 )
         finally:
             reader.close()

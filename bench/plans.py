@@ -37,7 +37,7 @@ class RunPlan:
 FULL = RunPlan(
     sections=("engine", "e2e", "restore", "scaling"),
     engine=engine_bench.FULL,
-    e2e_records=600_000,
+    e2e_records=1_000_000,
     latency_fractions=(0.25, 0.5, 0.75),
     latency_seconds=20.0,
     latency_settle_s=3.0,

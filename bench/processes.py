@@ -106,6 +106,30 @@ class Child:
         return self.proc.wait()
 
 
+@dataclass(frozen=True)
+class WorkerCounters:
+    batches: float
+    batch_records: float
+    commits: float
+    commit_seconds: float
+
+    def since(self, before: WorkerCounters) -> WorkerCounters:
+        return WorkerCounters(
+            self.batches - before.batches,
+            self.batch_records - before.batch_records,
+            self.commits - before.commits,
+            self.commit_seconds - before.commit_seconds,
+        )
+
+    @property
+    def mean_batch_records(self) -> float:
+        return self.batch_records / self.batches if self.batches else 0.0
+
+    @property
+    def mean_commit_ms(self) -> float:
+        return 1000 * self.commit_seconds / self.commits if self.commits else 0.0
+
+
 @dataclass
 class Worker(Child):
     """A service worker (`python -m consumer run`) logging JSON lines, with its HTTP port."""
@@ -151,6 +175,15 @@ class Worker(Child):
             return True if self.http("/readyz")[0] == 200 else None
 
         wait_for(probe, timeout_s, f"/readyz of {self.log_path.name}")
+
+    def counters(self) -> WorkerCounters:
+        """The counters the benchmarks explain their figures with, summed over every series."""
+        return WorkerCounters(
+            batches=self.metric("lstm_scorer_batch_records_count"),
+            batch_records=self.metric("lstm_scorer_batch_records_sum"),
+            commits=self.metric("lstm_scorer_commit_seconds_count"),
+            commit_seconds=self.metric("lstm_scorer_commit_seconds_sum"),
+        )
 
     def metric(self, name: str) -> float:
         """The sum of every series of one sample name, from /metrics."""

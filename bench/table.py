@@ -69,10 +69,18 @@ def e2e_lines(e2e: dict[str, Any]) -> list[str]:
         )
     if e2e.get("throughput"):
         rows = [
-            [t["kind"], t["guarantee"], _num(t["commit_interval_ms"]), _num(t["samples_per_s"])]
+            [
+                t["kind"],
+                t["guarantee"],
+                _num(t["commit_interval_ms"]),
+                _num(t["samples_per_s"]),
+                _num(t.get("mean_batch_records")),
+                _num(t.get("mean_commit_ms")),
+            ]
             for t in e2e["throughput"]
         ]
-        lines += _grid(["process", "guarantee", "commit ms", "records/s"], rows)
+        header = ["process", "guarantee", "interval ms", "records/s", "batch", "commit ms"]
+        lines += _grid(header, rows)
     if e2e.get("latency"):
         rows = [
             [
@@ -82,13 +90,16 @@ def e2e_lines(e2e: dict[str, Any]) -> list[str]:
                 _num(p["p50_ms"], 1),
                 _num(p["p95_ms"], 1),
                 _num(p["p99_ms"], 1),
+                _num(p["produced_p99_ms"], 1),
+                _num(p["mean_batch_records"]),
+                _num(p["mean_commit_ms"]),
                 f"{p['received']:,}/{p['sent']:,}",
             ]
             for p in e2e["latency"]
         ]
-        lines += _grid(
-            ["guarantee", "load", "rate/s", "p50 ms", "p95 ms", "p99 ms", "out/in"], rows
-        )
+        header = ["guarantee", "load", "rate/s", "p50 ms", "p95 ms", "p99 ms"]
+        header += ["p99 produced", "batch", "commit ms", "out/in"]
+        lines += _grid(header, rows)
     return lines
 
 

@@ -28,7 +28,10 @@ TINY = replace(
 def test_options() -> None:
     args = cli.parse(["--quick", "--only", "engine", "--only", "restore"])
     assert args.quick and args.only == ["engine", "restore"]
-    assert cli.parse([]).only is None
+    defaults = cli.parse([])
+    assert defaults.only is None and not defaults.quick
+    assert defaults.eos_commit_interval_ms == 100
+    assert cli.parse(["--eos-commit-interval-ms", "250"]).eos_commit_interval_ms == 250
     with pytest.raises(SystemExit):
         cli.parse(["--only", "everything"])
 

@@ -50,6 +50,8 @@ def _latency(guarantee: str, fraction: float, p99: float) -> LatencyPoint:
         1.0,
         p99,
         0.0,
+        100.0,
+        20.0,
     )
 
 
