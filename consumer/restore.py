@@ -19,6 +19,18 @@ from consumer import changelog_codec as codec
 from consumer.state import StateTable
 
 _BATCH = 10_000
+_RETRY_S = 0.2
+_TRANSIENT = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+    }
+)
 
 
 class RestoreError(RuntimeError):
@@ -53,7 +65,7 @@ def restore_partitions(
     ends: dict[int, int] = {}
     begins: dict[int, int] = {}
     for p in wanted:
-        low, high = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=30, cached=False)
+        low, high = _watermarks(reader, TopicPartition(topic, p), started + timeout_s)
         if high > low:
             begins[p], ends[p] = low, high
     outcomes: Counter[str] = Counter()
@@ -73,6 +85,21 @@ def restore_partitions(
         finally:
             reader.unassign()
     return RestoreStats(wanted, records, outcomes, time.monotonic() - started)
+
+
+def _watermarks(reader: Consumer, tp: TopicPartition, deadline: float) -> tuple[int, int]:
+    """A partition's low and high watermarks. Transient errors are asked again until the
+    restore's deadline: a changelog topic created a moment ago, or a broker coming back, answers
+    "not leader" for a while."""
+    while True:
+        try:
+            low, high = reader.get_watermark_offsets(tp, timeout=30, cached=False)
+            return int(low), int(high)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if not (err.retriable() or err.code() in _TRANSIENT) or time.monotonic() > deadline:
+                raise
+        time.sleep(_RETRY_S)
 
 
 def _read_to_end(

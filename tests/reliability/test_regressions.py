@@ -10,13 +10,14 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from prometheus_client import CollectorRegistry
 
-from consumer import checkpoint, kafka_clients, runner
+from consumer import checkpoint, kafka_clients, restore, runner
 from consumer.config import Settings
 from consumer.http_endpoints import Health
 from consumer.metrics import Metrics
+from consumer.state import StateTable
 from tests.prefix_sum_step import PrefixSumStep
 
 
@@ -277,3 +278,28 @@ class FakeMessage:
 
     def timestamp(self) -> tuple[int, int]:
         return (1, 1_764_150_000_000)
+
+
+class NotYetLeaderReader:
+    """A changelog just created: the first watermark requests find no leader yet."""
+
+    def __init__(self, refusals: int) -> None:
+        self.refusals = refusals
+        self.asked = 0
+
+    def get_watermark_offsets(self, tp: object, timeout: float, cached: bool) -> tuple[int, int]:
+        self.asked += 1
+        if self.asked <= self.refusals:
+            raise KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION))
+        return 0, 0
+
+
+def test_a_restore_waits_for_a_changelog_leader() -> None:
+    # A worker creating the changelog topic and restoring from it at once used to die of
+    # NOT_LEADER_FOR_PARTITION from the watermark request.
+    reader = NotYetLeaderReader(refusals=2)
+    table = StateTable((3, 1), 2)
+    stats = restore.restore_partitions(
+        cast(Consumer, reader), "changelog", [0], table=table, model_version="v"
+    )
+    assert stats.records == 0 and reader.asked == 3
