@@ -68,3 +68,23 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick
+
+# Reliability scenarios (tests/reliability, see RELIABILITY.md): real workers against a broker of
+# their own, through hard kills, broker restarts, rebalance storms, bad input, overload and
+# never-ending sequences, each checked against the replay command. `make test` runs them in quick
+# mode; `reliability` runs the full sizes. Both print the summary table from RELIABILITY_RESULTS.
+RELIABILITY_RESULTS ?= build/reliability
+.PHONY: reliability reliability-quick
+reliability: $(STAMP)
+	rm -rf $(RELIABILITY_RESULTS)
+	rc=0; RELIABILITY_MODE=full RELIABILITY_RESULTS=$(RELIABILITY_RESULTS) \
+		$(BIN)/pytest --timeout 3600 tests/reliability || rc=$$?; \
+		$(BIN)/python -m tests.reliability.report $(RELIABILITY_RESULTS) || rc=$$((rc ? rc : 1)); \
+		exit $$rc
+
+reliability-quick: $(STAMP)
+	rm -rf $(RELIABILITY_RESULTS)
+	rc=0; RELIABILITY_MODE=quick RELIABILITY_RESULTS=$(RELIABILITY_RESULTS) \
+		$(BIN)/pytest tests/reliability || rc=$$?; \
+		$(BIN)/python -m tests.reliability.report $(RELIABILITY_RESULTS) || rc=$$((rc ? rc : 1)); \
+		exit $$rc

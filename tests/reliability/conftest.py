@@ -1,0 +1,80 @@
+"""Reliability scenarios: real workers against a real broker of their own, checked against the
+replay command. Quick mode by default (part of `pytest tests`); RELIABILITY_MODE=full for the
+sizes in RELIABILITY.md (`make reliability`). Each scenario writes its summary as JSON to
+RELIABILITY_RESULTS (default: a folder under pytest's temporary directory).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.kafka_harness import free_port_pair
+from tests.reliability.profile import Profile, current_profile
+from tests.reliability.stage import Deployment, SaslBroker, Stage
+from tests.reliability.summary import results_folder
+from tests.service_harness import free_port, save_user_model
+
+_HERE = Path(__file__).resolve().parent
+
+DeploymentFactory = Callable[..., Deployment]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "reliability: a fault-injection scenario against a broker of its own"
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Scenarios need a broker: `-m "not integration"` leaves them out with the integration tests.
+    for item in items:
+        if item.path.parent == _HERE and item.path.name != "test_regressions.py":
+            item.add_marker(pytest.mark.integration)
+            item.add_marker(pytest.mark.reliability)
+
+
+@pytest.fixture(scope="session")
+def profile() -> Profile:
+    return current_profile()
+
+
+@pytest.fixture(scope="session")
+def stage(tmp_path_factory: pytest.TempPathFactory, profile: Profile) -> Iterator[Stage]:
+    # The run dir's name starts with "kafka" so CI's exit trap finds and stops a broker left
+    # behind by a killed session.
+    run_dir = tmp_path_factory.mktemp("kafka-reliability")
+    port = free_port_pair(29192)
+    broker = SaslBroker(
+        run_dir,
+        port,
+        port + 1,
+        sasl_port=free_port(),
+        sasl_password=secrets.token_hex(16),
+    )
+    model = save_user_model(tmp_path_factory.mktemp("reliability-model") / "user.keras", seed=7)
+    results = results_folder(tmp_path_factory.mktemp("reliability-results"))
+    try:
+        broker.start()
+        yield Stage(broker, model, profile, results)
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def deployment(stage: Stage, tmp_path: Path) -> Iterator[DeploymentFactory]:
+    """`deployment(guarantee=..., extra_args=(...))` -> fresh topics, group and an empty fleet."""
+    made: list[Deployment] = []
+
+    def make(**kwargs: object) -> Deployment:
+        dep = Deployment(stage, tmp_path, **kwargs)  # type: ignore[arg-type]
+        made.append(dep)
+        return dep
+
+    yield make
+    for dep in made:
+        dep.teardown()

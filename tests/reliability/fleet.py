@@ -1,0 +1,119 @@
+"""Worker processes of one scenario: started, killed, terminated and restarted by slot name, with
+every exit accounted for. A crash is an exit nobody asked for, or a non-zero exit after SIGTERM.
+
+A slot keeps its name across restarts (`--instance-id`), as a deployment with stable worker names
+does: in exactly-once mode the restarted worker's transactional id fences its killed predecessor
+at once instead of leaving its transaction open until the transaction timeout.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from tests.service_harness import Worker, wait_for
+
+Fate = Literal["running", "killed", "terminated"]
+
+# Failure detection in seconds rather than librdkafka's 45 s default, so a SIGKILLed worker's
+# partitions move on quickly (the broker's minimum session timeout is 6 s).
+FAST_FAILOVER = {
+    "KAFKA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
+    "KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS": "1000",
+}
+
+
+@dataclass
+class Launch:
+    slot: str
+    worker: Worker
+    fate: Fate = "running"
+    exit_code: int | None = None
+
+
+@dataclass
+class Fleet:
+    args: list[str]  # the `run` flags shared by every worker, without --instance-id
+    workdir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    launches: list[Launch] = field(default_factory=list)
+
+    def start(self, slot: str, *extra: str) -> Worker:
+        env = {
+            **os.environ,
+            "KERAS_BACKEND": "tensorflow",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            # A stuck worker can be asked for every thread's stack with SIGABRT.
+            "PYTHONFAULTHANDLER": "1",
+            **FAST_FAILOVER,
+            **self.env,
+        }
+        args = [*self.args, "--instance-id", slot, *extra]
+        worker = Worker(args, self.workdir / f"{slot}.log", env).start()
+        self.launches.append(Launch(slot, worker))
+        return worker
+
+    def running(self) -> list[Launch]:
+        return [launch for launch in self.launches if launch.fate == "running"]
+
+    def alive(self) -> list[Launch]:
+        return [launch for launch in self.running() if launch.worker.alive()]
+
+    def ready(self) -> list[Launch]:
+        return [launch for launch in self.alive() if launch.worker.http("/readyz")[0] == 200]
+
+    def kill(self, launch: Launch) -> None:
+        launch.fate = "killed"
+        launch.worker.kill()
+
+    def terminate(self, launch: Launch, timeout_s: float = 90.0) -> int:
+        launch.fate = "terminated"
+        launch.exit_code = launch.worker.terminate(timeout_s)
+        return launch.exit_code
+
+    def crashes(self) -> list[Launch]:
+        """Workers that exited on their own, or badly when asked to stop."""
+        out: list[Launch] = []
+        for launch in self.launches:
+            proc = launch.worker.proc
+            assert proc is not None
+            code = proc.poll()
+            if launch.fate == "running" and code is not None:
+                launch.exit_code = code
+                out.append(launch)
+            elif launch.fate == "terminated" and launch.exit_code != 0:
+                out.append(launch)
+        return out
+
+    def stop_all(self, timeout_s: float = 180.0) -> None:
+        """SIGTERM every running worker once it serves (a clean stop is part of every scenario;
+        a worker still loading its model has no handler installed yet)."""
+        wait_for(
+            lambda: all(launch.worker.http("/readyz")[0] == 200 for launch in self.alive()) or None,
+            timeout_s,
+            "every running worker to serve before stopping it",
+        )
+        for launch in self.alive():
+            self.terminate(launch)
+
+    def cleanup(self) -> None:
+        for launch in self.launches:
+            if launch.worker.alive():
+                launch.worker.kill()
+
+    def crash_report(self) -> str:
+        lines = []
+        for launch in self.crashes():
+            tail = launch.worker.log_path.read_bytes()[-3000:].decode(errors="replace")
+            lines.append(f"{launch.slot} ({launch.fate}, exit {launch.exit_code}):\n{tail}")
+        return "\n".join(lines)
+
+
+def memory_kb(pid: int, field_name: str = "VmHWM") -> int:
+    """A figure from /proc/<pid>/status in kB (VmHWM: peak resident set; VmRSS: current)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1])
+    raise KeyError(field_name)
