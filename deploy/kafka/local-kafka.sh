@@ -161,20 +161,27 @@ format_storage() {
         die "formatting $DATA_DIR failed"
     }
     if [[ -n "$SASL_PORT" ]]; then
-        echo "$SASL_USER" >>"$SCRAM_FILE"
+        scram_entry >>"$SCRAM_FILE"
     fi
     say "formatted $DATA_DIR"
 }
 
-# Storage formatted before SASL was wanted has no SCRAM user yet: add it through the broker.
+# The SCRAM credential the broker holds, as one line: the user and a digest of user and password
+# (never the password itself), so a changed KAFKA_SASL_PASSWORD is noticed at the next start.
+scram_entry() {
+    echo "$SASL_USER $(printf '%s:%s' "$SASL_USER" "$SASL_PASSWORD" | sha256sum | cut -d' ' -f1)"
+}
+
+# Storage formatted before SASL was wanted has no SCRAM user yet, and a changed password is not
+# in the broker yet: set the credential through the broker (ConfigCommand creates or replaces).
 ensure_scram_user() {
     [[ -n "$SASL_PORT" ]] || return 0
-    grep -qxF "$SASL_USER" "$SCRAM_FILE" 2>/dev/null && return 0
+    grep -qxF "$(scram_entry)" "$SCRAM_FILE" 2>/dev/null && return 0
     "$JAVA" -cp "$LIB_DIR/*" org.apache.kafka.tools.ConfigCommand \
         --bootstrap-server "127.0.0.1:$PORT" --alter --entity-type users \
         --entity-name "$SASL_USER" --add-config "SCRAM-SHA-256=[password=$SASL_PASSWORD]" \
-        >>"$LOG_DIR/format.log" 2>&1 || die "could not create SCRAM user $SASL_USER"
-    echo "$SASL_USER" >>"$SCRAM_FILE"
+        >>"$LOG_DIR/format.log" 2>&1 || die "could not set the SCRAM credential of $SASL_USER"
+    scram_entry >>"$SCRAM_FILE"
 }
 
 readiness_python() {
