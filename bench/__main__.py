@@ -118,12 +118,15 @@ def run(args: argparse.Namespace) -> int:
         if any(s in wanted for s in ("e2e", "restore", "scaling")):
             with _broker(args, workdir) as bootstrap:
                 say(f"broker at {bootstrap}")
-                topics = broker.Topics(bootstrap)
-                cluster = Cluster(bootstrap, topics, workdir, model, args.eos_commit_interval_ms)
+                cluster = Cluster(
+                    bootstrap, broker.Topics(bootstrap), workdir, model, args.eos_commit_interval_ms
+                )
                 try:
                     found = plans.run_broker_sections(cluster, plan, wanted, say, guard)
                 finally:
                     cluster.topics.delete_all()
+                    # The admin client would keep reconnecting to a stopped broker, noisily.
+                    del cluster
             sections = replace(sections, **found)
     meta["seconds"] = round(time.monotonic() - started, 1)
     meta["load_average_after"] = list(os.getloadavg())

@@ -29,9 +29,9 @@ from consumer.state import StateTable
 Approach = Literal["numpy", "keras-batched", "keras-stateful", "padded-window"]
 _FILL_BATCH = 4096
 _POOL_RECORDS = 65_536  # a multiple of every batch size measured
-# Each case is timed in several runs and the best is kept, as timeit does: on a shared machine the
-# others are slower because of what else runs, not because of the code.
-REPEATS = 3
+# Each case is timed in several short runs and the best is kept, as timeit does: on a shared machine
+# the others are slower because of what else runs, not because of the code.
+REPEATS = 5
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ QUICK = EnginePlan(
     batches=(1, 256, 1024, 4096),
     keras_batched=(256, 4096),
     budget_s=0.3,
-    baseline_samples=150,
+    baseline_samples=200,
     baseline_keys=100_000,
 )
 

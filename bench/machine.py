@@ -11,6 +11,13 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 _PACKAGES = ("numpy", "tensorflow", "keras", "confluent-kafka", "orjson")
+# Thread-pool settings change what numpy (and so the engine) does with two cores.
+_THREAD_ENV = (
+    "OPENBLAS_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+)
 
 
 def _cpu_model() -> str:
@@ -67,4 +74,5 @@ def describe_machine() -> dict[str, Any]:
         # Uncommitted changes to the measured code make the commit alone not say what ran.
         "consumer_changed": bool(_git("status", "--porcelain", "consumer")),
         "load_average": list(os.getloadavg()),
+        "thread_env": {name: os.environ.get(name) for name in _THREAD_ENV},
     }

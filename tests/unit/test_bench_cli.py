@@ -19,7 +19,7 @@ TINY = replace(
         batches=(1, 256),
         keras_batched=(8,),
         budget_s=0.01,
-        baseline_samples=6,
+        baseline_samples=10,
         baseline_keys=100_000,
     ),
 )
