@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consumer.engine import Outputs
+from consumer.batch_result import Outputs
 from consumer.messages import encode_output
 
 

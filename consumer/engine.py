@@ -13,41 +13,15 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from consumer.messages import FinalReason, InputRecord
+from consumer.batch_result import BatchResult, Outputs, merged
+from consumer.messages import InputRecord
 from consumer.model.step import Float32Array, StepFunction
+from consumer.single_wave import process_single_wave
 from consumer.state import StateTable
-
-
-@dataclass(slots=True)
-class Outputs:
-    """The outputs of one batch, column by column, in input order per key."""
-
-    keys: list[str] = field(default_factory=list)
-    steps: list[int] = field(default_factory=list)
-    values: Float32Array = field(default_factory=lambda: np.zeros((0, 1), np.float32))
-    reasons: list[FinalReason | None] = field(default_factory=list)
-    partitions: list[int] = field(default_factory=list)
-    offsets: list[int] = field(default_factory=list)
-    ts: list[int | None] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-
-@dataclass(frozen=True, slots=True)
-class BatchResult:
-    outputs: Outputs
-    samples: int  # samples applied to the model
-    waves: int
-    skipped: int  # records not applied again: their offset is not newer than the key's state
-    started: int  # sequences started
-    ended: Counter[str]  # sequences ended, by reason ("end", "max_steps", "idle_timeout", "reset")
-    step_seconds: float  # time spent in waves: gather, model step, scatter
 
 
 class _Cursor:
@@ -74,6 +48,16 @@ class Engine:
 
     def process(self, records: Sequence[InputRecord], now: float) -> BatchResult:
         """Apply a micro-batch; `now` (wall clock, seconds) marks the keys as seen."""
+        if self.max_steps:  # a sample may end its sequence: every record takes the general path
+            return self._process_general(records, now)
+        simple, rest = process_single_wave(self.step_fn, self.table, records, now)
+        if simple is None:
+            return self._process_general(records, now)
+        if not rest:
+            return simple
+        return merged(simple, self._process_general(rest, now))
+
+    def _process_general(self, records: Sequence[InputRecord], now: float) -> BatchResult:
         table = self.table
         max_steps = self.max_steps
         rows: list[list[float]] = []

@@ -17,10 +17,11 @@ from collections.abc import Callable
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from consumer.batch_result import BatchResult
 from consumer.checkpoint import Checkpointer, Positions, StuckTransactionError
 from consumer.config import Settings
 from consumer.emit import encode_outputs
-from consumer.engine import BatchResult, Engine
+from consumer.engine import Engine
 from consumer.http_endpoints import Health
 from consumer.kafka_clients import new_consumer, new_producer, restore_consumer_config
 from consumer.logging_setup import log_event

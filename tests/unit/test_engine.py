@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.engine import Engine, Outputs
+from consumer.batch_result import Outputs
+from consumer.engine import Engine
 from consumer.messages import InputRecord
 from consumer.state import StateTable
 from tests.prefix_sum_step import PrefixSumStep, prefix_outputs
@@ -95,9 +96,10 @@ def test_waves_never_hold_two_steps_of_one_key() -> None:
         record("a", 2, [[1, 1, 1]]),
     ]
     result = engine.process(records, 0.0)
-    assert result.waves == 4
-    # Wave sizes: a and b, then a alone three times; the counts before each step rise by one.
-    assert seen == [[0, 0], [1], [2], [3]]
+    # b, alone in the batch with one sample, is stepped in one call with the other such keys;
+    # a's four samples take four calls, each one step further.
+    assert result.waves == 5
+    assert seen == [[0], [0], [1], [2], [3]]
 
 
 def test_bare_end_repeats_the_last_output_from_an_earlier_batch() -> None:

@@ -1,0 +1,60 @@
+"""What the engine returns for a micro-batch: its outputs, column by column, and its counts."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from consumer.messages import FinalReason
+from consumer.model.step import Float32Array
+
+
+@dataclass(slots=True)
+class Outputs:
+    """The outputs of one batch, column by column, in input order per key."""
+
+    keys: list[str] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
+    values: Float32Array = field(default_factory=lambda: np.zeros((0, 1), np.float32))
+    reasons: list[FinalReason | None] = field(default_factory=list)
+    partitions: list[int] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    ts: list[int | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    outputs: Outputs
+    samples: int  # samples applied to the model
+    waves: int
+    skipped: int  # records not applied again: their offset is not newer than the key's state
+    started: int  # sequences started
+    ended: Counter[str]  # sequences ended, by reason ("end", "max_steps", "idle_timeout", "reset")
+    step_seconds: float  # time spent in waves: gather, model step, scatter
+
+
+def merged(a: BatchResult, b: BatchResult) -> BatchResult:
+    """Two results of disjoint sets of keys as one (outputs of `a` first)."""
+    out = Outputs(
+        keys=a.outputs.keys + b.outputs.keys,
+        steps=a.outputs.steps + b.outputs.steps,
+        values=np.concatenate([a.outputs.values, b.outputs.values]),
+        reasons=a.outputs.reasons + b.outputs.reasons,
+        partitions=a.outputs.partitions + b.outputs.partitions,
+        offsets=a.outputs.offsets + b.outputs.offsets,
+        ts=a.outputs.ts + b.outputs.ts,
+    )
+    return BatchResult(
+        out,
+        a.samples + b.samples,
+        a.waves + b.waves,
+        a.skipped + b.skipped,
+        a.started + b.started,
+        a.ended + b.ended,
+        a.step_seconds + b.step_seconds,
+    )
