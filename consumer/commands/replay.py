@@ -9,6 +9,7 @@ dead-letter topic. The result is the same whatever `--batch` is: that is the eng
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -51,6 +52,7 @@ def main(argv: list[str]) -> int:
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    gc.freeze()  # see consumer.commands.run: the model's loading left objects the GC need not walk
     engine = Engine(
         step_fn, StateTable(step_fn.state_sizes, step_fn.n_outputs), max_steps=args.max_steps
     )
