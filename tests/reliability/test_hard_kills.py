@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.reliability.accounting import expect
+from tests.reliability.accounting import Sent, classify, expect
 from tests.reliability.conftest import DeploymentFactory
 from tests.reliability.feeder import Feeder, Raw
 from tests.reliability.scenario import assert_clean, conclude
@@ -34,6 +34,8 @@ def test_hard_kills(
     p = stage.profile
     rng = np.random.default_rng(101 if guarantee == "exactly-once" else 100)
     records = stream(rng, p.kill_sequences, p.kill_max_len, "kill")
+    positions = [Sent(key, value, 0, i) for i, (key, value) in enumerate(records)]
+    assert classify(positions).samples >= p.kill_min_samples
     dep = deployment(guarantee=guarantee)
     fleet = dep.fleet
     started = time.monotonic()
@@ -55,7 +57,6 @@ def test_hard_kills(
         fleet.start(victim.slot)
     sent = feeder.result()
     expected = expect(sent, stage.model, workdir=tmp_path)
-    assert expected.samples >= p.kill_min_samples
     summary = conclude(
         dep,
         scenario="hard-kills",

