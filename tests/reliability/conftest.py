@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from bench.processes import free_port
 from tests.kafka_harness import free_port_pair
 from tests.reliability.profile import Profile, current_profile
 from tests.reliability.stage import Deployment, SaslBroker, Stage
 from tests.reliability.summary import results_folder
-from tests.service_harness import free_port, save_user_model
+from tests.service_harness import save_user_model
 
 _HERE = Path(__file__).resolve().parent
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from tests.service_harness import Worker, wait_for
+from bench.processes import wait_for
+from tests.service_harness import Worker
 
 Fate = Literal["running", "killed", "terminated"]
 

@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.processes import wait_for
 from tests.reliability.accounting import Sent, classify, expect
 from tests.reliability.conftest import DeploymentFactory
 from tests.reliability.feeder import Feeder, Raw
 from tests.reliability.scenario import assert_clean, conclude
 from tests.reliability.stage import Stage
-from tests.service_harness import interleaved_stream, wait_for
+from tests.service_harness import interleaved_stream
 
 WORKERS = ("w0", "w1", "w2")
 

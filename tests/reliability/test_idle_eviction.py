@@ -13,13 +13,14 @@ from typing import Any
 import numpy as np
 import orjson
 
+from bench.processes import wait_for
 from tests.reliability.accounting import Expected, Ident, expect
 from tests.reliability.conftest import DeploymentFactory
 from tests.reliability.feeder import Feeder, Raw
 from tests.reliability.fleet import memory_kb
 from tests.reliability.scenario import assert_clean, conclude
 from tests.reliability.stage import Stage
-from tests.service_harness import Worker, wait_for
+from tests.service_harness import Worker
 
 FEED_RATE = 10_000  # records/s offered: a million keys take about 100 s to arrive
 ACTIVE = "lstm_scorer_active_sequences"

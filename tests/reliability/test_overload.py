@@ -13,12 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.processes import wait_for
 from tests.reliability.accounting import as_sent, expect
 from tests.reliability.conftest import DeploymentFactory
 from tests.reliability.fleet import memory_kb
 from tests.reliability.scenario import assert_clean, conclude
 from tests.reliability.stage import PARTITIONS, Deployment, Stage, read_topic
-from tests.service_harness import REPO, Worker, wait_for
+from tests.service_harness import REPO, Worker
 
 MEMORY_BOUND_MB = 2048  # the worker's peak resident set; about 0.8 GB at rest
 CONSUMED = "lstm_scorer_records_consumed_total"

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.processes import wait_for
 from tests.reliability.accounting import expect
 from tests.reliability.conftest import DeploymentFactory
 from tests.reliability.feeder import Feeder
 from tests.reliability.scenario import assert_clean, conclude
 from tests.reliability.stage import Stage
 from tests.reliability.test_hard_kills import stream
-from tests.service_harness import wait_for
 
 MOST_WORKERS = 4  # on two cores, more would mostly measure start-up contention
 
