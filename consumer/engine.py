@@ -154,7 +154,6 @@ class Engine:
             if cur.slot < 0 or not cur.applied:
                 continue
             if cur.step == 0:
-                table.last_offset[cur.slot] = cur.last_offset
                 table.end(key, cur.last_offset)
                 continue
             slot = cur.slot
