@@ -79,10 +79,21 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    products = getattr(step_fn, "matmul_kinds", None)
+    if products and "ordered" in products:
+        log_event(
+            log,
+            "slow_products",
+            level=logging.WARNING,
+            detail="this machine's BLAS does not keep rows independent for some of the model's "
+            "products; they run in the exact but slower ordered fallback",
+            products=products,
+        )
     log_event(
         log,
         "running",
         model_version=step_fn.version,
+        products=products,
         input_partitions=topology.input_partitions,
         metrics_port=endpoints.port if endpoints else None,
     )

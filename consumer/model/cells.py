@@ -5,7 +5,9 @@ Every cell computes its gate pre-activations with one matmul of `[x, h, 1]` agai
 block is contiguous (element-wise numpy is several times slower on strided column slices).
 Gates under a sigmoid have their weight columns pre-scaled by 1/2, because
 `sigmoid(v) = (1 + tanh(v / 2)) / 2` and numpy's tanh is the cheapest transcendental it has.
-Buffers hold `capacity` rows and are reused; the states passed in are updated in place.
+Buffers hold `capacity` rows and are reused; the states passed in are updated in place. Products
+run in whole blocks of rows (`consumer.model.row_blocks`), so a row's result never depends on the
+batch it came in; the rows past the batch in the last block are padding whose results are unused.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from consumer.model import activations
+from consumer.model.row_blocks import Matmul, make_matmul, padded_rows
 from consumer.model.specs import RecurrentSpec
 from consumer.model.step import Float32Array
 
@@ -47,6 +50,7 @@ class RecurrentCell:
         self.n_states = len(spec.state_sizes)
         self.activation = activations.get(spec.activation)
         self.weights = self._weights()
+        self.matmul = make_matmul(self.weights)
         self.capacity = 0
         self.xh = np.empty((0, self.n_inputs + self.units + 1), _F32)
         self.gates = np.empty((self.n_gates, 0, self.units), _F32)
@@ -54,6 +58,10 @@ class RecurrentCell:
 
     def _weights(self) -> Float32Array:
         raise NotImplementedError
+
+    @property
+    def matmuls(self) -> tuple[Matmul, ...]:
+        return (self.matmul,)
 
     def _gate_columns(self, block: int) -> tuple[Float32Array, Float32Array, Float32Array]:
         """Kernel, recurrent kernel and bias columns of Keras gate block `block`."""
@@ -63,22 +71,23 @@ class RecurrentCell:
         return spec.kernel[:, cols], spec.recurrent_kernel[:, cols], bias
 
     def ensure(self, capacity: int) -> None:
+        capacity = padded_rows(capacity)
         if capacity <= self.capacity:
             return
         self.capacity = capacity
-        self.xh = np.empty((capacity, self.n_inputs + self.units + 1), _F32)
+        # Zeros, not garbage: padding rows are multiplied too, and must stay finite and cheap.
+        self.xh = np.zeros((capacity, self.n_inputs + self.units + 1), _F32)
         self.xh[:, -1] = 1.0  # the constant column that multiplies the bias row
         self.gates = np.empty((self.n_gates, capacity, self.units), _F32)
         self.scratch = np.empty((capacity, self.units), _F32)
 
     def _project(self, x: Float32Array, h: Float32Array) -> Float32Array:
         b = x.shape[0]
-        xh = self.xh[:b]
-        np.copyto(xh[:, : self.n_inputs], x)
-        np.copyto(xh[:, self.n_inputs : -1], h)
-        gates = self.gates[:, :b]
-        np.matmul(xh, self.weights, out=gates)
-        return gates
+        np.copyto(self.xh[:b, : self.n_inputs], x)
+        np.copyto(self.xh[:b, self.n_inputs : -1], h)
+        whole = padded_rows(b)
+        self.matmul(self.xh[:whole], self.gates[:, :whole])
+        return self.gates[:, :b]
 
     def run(self, x: Float32Array, states: Sequence[Float32Array]) -> Float32Array:
         """Advances `states` in place by sample `x`; returns this layer's output (the new h)."""
@@ -128,7 +137,7 @@ class GruCell(RecurrentCell):
     def __init__(self, spec: RecurrentSpec) -> None:
         self.n_gates = 4 if spec.reset_after else 3
         super().__init__(spec)
-        self.candidate_recurrent = np.ascontiguousarray(spec.recurrent_kernel[:, 2 * spec.units :])
+        self.candidate_recurrent = make_matmul(spec.recurrent_kernel[:, 2 * spec.units :])
         self.reset_state = np.empty((0, spec.units), _F32)
 
     def _gate_columns(self, block: int) -> tuple[Float32Array, Float32Array, Float32Array]:
@@ -162,9 +171,13 @@ class GruCell(RecurrentCell):
             blocks.append(_stack(spec, zero_x, spec.recurrent_kernel[:, cols], recurrent_bias))
         return np.ascontiguousarray(np.stack(blocks))
 
+    @property
+    def matmuls(self) -> tuple[Matmul, ...]:
+        return (self.matmul, self.candidate_recurrent)
+
     def ensure(self, capacity: int) -> None:
-        if capacity > self.capacity:
-            self.reset_state = np.empty((capacity, self.units), _F32)
+        if padded_rows(capacity) > self.capacity:
+            self.reset_state = np.zeros((padded_rows(capacity), self.units), _F32)
         super().ensure(capacity)
 
     def run(self, x: Float32Array, states: Sequence[Float32Array]) -> Float32Array:
@@ -177,11 +190,10 @@ class GruCell(RecurrentCell):
             np.multiply(r, recurrent_part, out=recurrent_part)
             np.add(candidate, recurrent_part, out=candidate)
         else:
-            reset_h = self.reset_state[: x.shape[0]]
-            np.multiply(r, h, out=reset_h)
-            recurrent_part = self.scratch[: x.shape[0]]
-            np.matmul(reset_h, self.candidate_recurrent, out=recurrent_part)
-            np.add(candidate, recurrent_part, out=candidate)
+            b, whole = x.shape[0], padded_rows(x.shape[0])
+            np.multiply(r, h, out=self.reset_state[:b])
+            self.candidate_recurrent(self.reset_state[:whole], self.scratch[:whole])
+            np.add(candidate, self.scratch[:b], out=candidate)
         self.activation(candidate)
         # h' = z * h + (1 - z) * candidate = candidate + z * (h - candidate)
         scratch = self.scratch[: x.shape[0]]

@@ -1,10 +1,13 @@
 """`NumpyStep`: the plan run as one batched, explicit-state float32 numpy step.
 
 The hot path of the service. No per-row Python: each layer is a handful of whole-batch numpy
-calls writing into buffers that are sized for the largest batch seen and reused.
+calls writing into buffers that are sized for the largest batch seen and reused. A row's result
+depends on that row alone, bit for bit, whatever the batch (see `consumer.model.row_blocks`).
 """
 
 from __future__ import annotations
+
+from collections import Counter
 
 import numpy as np
 
@@ -37,6 +40,13 @@ class NumpyStep(PlanBacked):
                 width = op.width
         self._capacity = 0
         self._out = np.empty((0, plan.n_outputs), np.float32)
+
+    @property
+    def matmul_kinds(self) -> dict[str, int]:
+        """How many of the step's matrix products run as BLAS row blocks, and how many in the
+        slower ordered fallback (where this machine's BLAS does not keep rows independent)."""
+        kinds = Counter(m.kind for stage in self._stages for m in stage.matmuls)
+        return dict(sorted(kinds.items()))
 
     def _ensure(self, rows: int) -> None:
         if rows <= self._capacity:

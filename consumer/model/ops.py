@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from consumer.model import activations
+from consumer.model.row_blocks import Matmul, make_matmul, padded_rows
 from consumer.model.specs import (
     ActivationSpec,
     AffineSpec,
@@ -35,6 +36,10 @@ class PerStepOp:
             self.capacity = capacity
             self.buffer = np.empty((capacity, self.width), _F32)
 
+    @property
+    def matmuls(self) -> tuple[Matmul, ...]:
+        return ()
+
     def target(self, x: Float32Array, owned: bool) -> Float32Array:
         """Where an element-wise op writes: in place when allowed, else into our buffer."""
         return x if owned else self.buffer[: x.shape[0]]
@@ -44,15 +49,31 @@ class PerStepOp:
 
 
 class DenseOp(PerStepOp):
+    """The product runs over whole row blocks (`consumer.model.row_blocks`): the input is copied
+    into a padded buffer of ours first."""
+
     def __init__(self, spec: DenseSpec) -> None:
         super().__init__(spec.units)
-        self.kernel = np.ascontiguousarray(spec.kernel)
+        self.matmul = make_matmul(spec.kernel)
+        self.inputs = np.zeros((0, spec.kernel.shape[0]), _F32)
         self.bias = spec.bias
         self.activation = activations.get(spec.activation)
 
+    @property
+    def matmuls(self) -> tuple[Matmul, ...]:
+        return (self.matmul,)
+
+    def ensure(self, capacity: int) -> None:
+        capacity = padded_rows(capacity)
+        if capacity > self.capacity:
+            self.inputs = np.zeros((capacity, self.inputs.shape[1]), _F32)
+        super().ensure(capacity)
+
     def apply(self, x: Float32Array, owned: bool) -> Float32Array:
-        out = self.buffer[: x.shape[0]]
-        np.matmul(x, self.kernel, out=out)
+        b, whole = x.shape[0], padded_rows(x.shape[0])
+        np.copyto(self.inputs[:b], x)
+        self.matmul(self.inputs[:whole], self.buffer[:whole])
+        out = self.buffer[:b]
         if self.bias is not None:
             np.add(out, self.bias, out=out)
         self.activation(out)

@@ -77,9 +77,9 @@ def test_large_batches_split_into_blocks_give_the_same_outputs_and_states() -> N
     for start in range(0, rows, 100):
         view = [state[start : start + 100] for state in parts]
         pieces.append(small_step.step(x[start : start + 100], view).copy())
-    np.testing.assert_allclose(big, np.concatenate(pieces), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(big, np.concatenate(pieces))
     for a, b in zip(whole, parts, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(a, b)
 
 
 def test_step_updates_states_in_place_and_leaves_input_alone() -> None:
