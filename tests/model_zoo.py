@@ -156,6 +156,38 @@ def stateless(seed: int = 7) -> Any:
     return randomize(model, seed)
 
 
+def amplifying(seed: int = 0) -> Any:
+    """A relu SimpleRNN feeding a GRU, Keras' initial weights scaled up 2.5x: the relu recurrence
+    grows its state about 2.5x a step, and float32 rounding with it, so Keras float32 itself
+    drifts from a float64 evaluation by more than 1e-5 within ten steps."""
+    keras.utils.set_random_seed(seed)
+    model = _sequential(
+        3,
+        [
+            layers.SimpleRNN(16, activation="relu", return_sequences=True),
+            layers.GRU(8),
+            layers.Dense(1, activation="sigmoid"),
+        ],
+    )
+    for weight in model.weights:
+        weight.assign(np.asarray(weight) * np.float32(2.5))
+    return model
+
+
+def float64_twin(model: Any) -> Any:
+    """The same model computing in float64 throughout, with the same (widened) weights."""
+    config = model.get_config()
+    for layer in config["layers"]:
+        dtype = layer["config"].get("dtype")
+        if isinstance(dtype, dict):
+            dtype["config"]["name"] = "float64"
+        elif dtype is not None:
+            layer["config"]["dtype"] = "float64"
+    twin = keras.Sequential.from_config(config)
+    twin.set_weights([w.astype(np.float64) for w in model.get_weights()])
+    return twin
+
+
 EXACTNESS_MODELS: dict[str, Builder] = {
     "user": user_model,
     "gru_reset_after_then_lstm": lambda: gru_then_lstm(reset_after=True),
