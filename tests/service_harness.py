@@ -25,7 +25,7 @@ from confluent_kafka.admin import AdminClient
 from bench.processes import free_port, wait_for
 from consumer.commands import replay
 from consumer.messages import OutputRecord, decode_output, encode_input
-from tests.kafka_harness import consume_until, reader
+from tests.kafka_harness import QuietReader, consume_until, lag_zero, reader
 
 REPO = Path(__file__).resolve().parents[1]
 Record = tuple[str, bytes]  # (key, value bytes)
@@ -130,6 +130,11 @@ def dedupe(outputs: Iterable[OutputRecord]) -> tuple[list[OutputRecord], int]:
     return kept, repeats
 
 
+def distinct(outputs: Iterable[OutputRecord]) -> set[tuple[str, int | None, int | None, int, bool]]:
+    """The input positions (with step and finality) that have an output."""
+    return {(o.sequence_id, o.partition, o.offset, o.step, o.final) for o in outputs}
+
+
 def mismatches(
     got: dict[str, list[OutputRecord]], want: dict[str, list[OutputRecord]], tol: float = 1e-5
 ) -> list[str]:
@@ -216,21 +221,41 @@ class Deployment:
 
     def outputs(
         self,
-        count: int,
+        at_least: int = 0,
         isolation: str = "read_committed",
         timeout_s: float = 120.0,
+        quiet_s: float = 2.0,
     ) -> list[OutputRecord]:
-        """Outputs until `count` distinct ones (repeats of one input position count once)."""
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        partitions = len(admin.list_topics(self.output, timeout=10).topics[self.output].partitions)
-        consumer = reader(self.bootstrap, self.output, partitions, isolation)
+        """Every output, read until the output topic is quiet for `quiet_s`, the group has
+        committed the whole input and there are `at_least` distinct outputs: not until a count,
+        so late repeats and extra finals are read too. Not quiet in `timeout_s`: TimeoutError."""
+        partitions = self._partitions(self.output)
+        inputs = self._partitions(self.input)
+        quiet = QuietReader(self.bootstrap, self.output, partitions, isolation)
+
+        def settled() -> bool:
+            enough = len(distinct(decoded(quiet.received))) >= at_least
+            return enough and lag_zero(self.bootstrap, self.group, self.input, inputs)
+
         try:
-            msgs = consume_until(
-                consumer, lambda got: len(dedupe(decoded(got))[0]) >= count, timeout_s
-            )
+            msgs = quiet.read_until_quiet(quiet_s, timeout_s, settled)
+        finally:
+            quiet.close()
+        return decoded(msgs)
+
+    def progress(
+        self, count: int, isolation: str = "read_committed", timeout_s: float = 120.0
+    ) -> None:
+        """Until `count` distinct outputs exist: a point in a test's story, not its final read."""
+        consumer = reader(self.bootstrap, self.output, self._partitions(self.output), isolation)
+        try:
+            consume_until(consumer, lambda got: len(distinct(decoded(got))) >= count, timeout_s)
         finally:
             consumer.close()
-        return decoded(msgs)
+
+    def _partitions(self, topic: str) -> int:
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        return len(admin.list_topics(topic, timeout=10).topics[topic].partitions)
 
     def stop_all(self) -> None:
         for w in self.workers:

@@ -98,7 +98,7 @@ def test_a_killed_worker_is_replaced_and_state_restored(
     third = len(records) // 3
     produce(service.bootstrap, service.input, records[:third])
     isolation = "read_committed" if guarantee == "exactly-once" else "read_uncommitted"
-    service.outputs(third // 2, isolation)  # the worker is well into the stream
+    service.progress(third // 2, isolation)  # the worker is well into the stream
     first.kill()
     produce(service.bootstrap, service.input, records[third:])
     second = service.worker("--guarantee", guarantee)

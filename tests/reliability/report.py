@@ -21,6 +21,7 @@ COLUMNS = (
     ("lost", "lost"),
     ("dup", "duplicated"),
     ("wrong", "wrong"),
+    ("dup differs", "repeats_differing"),
     ("DLQ", "dlq_records"),
     ("crashes", "worker_crashes"),
     ("s", "seconds"),
@@ -93,6 +94,9 @@ def main(argv: list[str]) -> int:
         for s in summaries
         if s["lost"]
         or s["wrong"]
+        or s.get("repeats_differing")
+        or s.get("details", {}).get("replay_disagrees")
+        or s.get("details", {}).get("drain_failed")
         or s["worker_crashes"]
         or s["dlq_missing"]
         or s["dlq_misfiled"]
