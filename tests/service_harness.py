@@ -272,12 +272,14 @@ class Worker:
     env: dict[str, str]
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    module: str = "consumer"  # `python -m <module> run`: a test wrapper may stand in
+
 
     def start(self) -> Worker:
         log = self.log_path.open("ab")
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "consumer", "run", *self.args, "--metrics-port", str(self.port)],
+            [sys.executable, "-m", self.module, "run", *self.args, "--metrics-port", str(self.port)],
             cwd=REPO,
             env=self.env,
             stdout=log,
