@@ -37,12 +37,12 @@ class Profile:
     # 6. sequences that never end
     idle_keys: int
     idle_timeout_s: float
-    # 7.-11. the state-loss scenarios: how many keys (sequences) each runs with
-    downtime_keys: int  # 7. downtime longer than the idle timeout
-    crash_sequences: int  # 8. an exception inside the loop
-    handover_keys: int  # 9. revoke with pending tombstones
-    max_steps_keys: int  # 10. --max-steps changed across a restart
-    wrong_partition_keys: int  # 11. records of a key on another partition
+    # 8.-12. the state-loss scenarios: how many keys (sequences) each runs with
+    downtime_keys: int  # 8. downtime longer than the idle timeout
+    crash_sequences: int  # 9. an exception inside the loop
+    handover_keys: int  # 10. revoke with pending tombstones
+    max_steps_keys: int  # 11. --max-steps changed across a restart
+    wrong_partition_keys: int  # 12. records of a key on another partition
 
 
 QUICK = Profile(

@@ -1,4 +1,4 @@
-"""Scenario 7: a worker down for twice the idle timeout while the producers keep sending, with a
+"""Scenario 8: a worker down for twice the idle timeout while the producers keep sending, with a
 backlog of many micro-batches. A sequence whose samples were produced within the idle timeout of
 each other must not be split: every key comes out as steps 1..6 with no `idle_timeout` final in
 between. Then real idleness (no more input) still ends every sequence with exactly one

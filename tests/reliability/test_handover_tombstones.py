@@ -1,4 +1,4 @@
-"""Scenario 9: revoke with pending tombstones. Sequences end on worker A; a second worker B joins
+"""Scenario 10: revoke with pending tombstones. Sequences end on worker A; a second worker B joins
 before A's next checkpoint, so half of the partitions move while A still holds the tombstones of
 their ended sequences. B starts new sequences under the same keys and checkpoints them; then A
 stops (its last checkpoints run). A worker writes changelog records only for partitions it owns:

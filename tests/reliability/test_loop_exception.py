@@ -1,4 +1,4 @@
-"""Scenario 8: an exception inside the loop. A real worker whose engine raises on one micro-batch
+"""Scenario 9: an exception inside the loop. A real worker whose engine raises on one micro-batch
 (tests.reliability.failing_worker) must exit non-zero and commit nothing of that batch; a restart
 then reprocesses it, and every output is present and correct (no sample lost, no sequence split).
 """

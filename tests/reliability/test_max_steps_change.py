@@ -1,4 +1,4 @@
-"""Scenario 10: `--max-steps` changed across a restart, from 0 (unlimited) to 4 while sequences are
+"""Scenario 11: `--max-steps` changed across a restart, from 0 (unlimited) to 4 while sequences are
 at step 5. The next sample of such a sequence is final with reason `max_steps` (and the one after
 starts a new sequence); keys that start under the new limit end at step 4; no other reason
 changes, and the worker does not crash."""

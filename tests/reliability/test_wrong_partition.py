@@ -1,4 +1,4 @@
-"""Scenario 11: a producer with another partitioner writes some records of live keys to another
+"""Scenario 12: a producer with another partitioner writes some records of live keys to another
 partition. Those records go to the dead-letter topic with reason `wrong_partition` (header
 `error`); the key's own records, before and after, are scored as if they had not been there."""
 
