@@ -28,6 +28,13 @@ from consumer.messages import OutputRecord, decode_output, encode_input
 from tests.kafka_harness import QuietReader, consume_until, lag_zero, reader
 
 REPO = Path(__file__).resolve().parents[1]
+# Failure detection in seconds rather than librdkafka's 45 s default (the broker's minimum session
+# timeout is 6 s): a stopped worker's partitions move on quickly, also once workers are static
+# group members (their instance id), which do not leave the group when they close.
+FAST_FAILOVER = {
+    "KAFKA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
+    "KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS": "1000",
+}
 Record = tuple[str, bytes]  # (key, value bytes)
 
 
@@ -198,7 +205,8 @@ class Deployment:
         return f"{self.group}-state-changelog"
 
     def worker(self, *extra: str, model: Path | None = None, name: str = "w") -> Worker:
-        """Start one more worker; `extra` flags come last and win."""
+        """Start one more worker, with an instance id of its own; `extra` flags come last and
+        win."""
         n = len(self.workers)
         args = [
             "--bootstrap-servers", self.bootstrap,
@@ -214,7 +222,12 @@ class Deployment:
             "--instance-id", f"{name}{n}",
             *extra,
         ]  # fmt: skip
-        env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env = {
+            **os.environ,
+            "KERAS_BACKEND": "tensorflow",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            **FAST_FAILOVER,
+        }
         w = Worker(args, self.workdir / f"{name}{n}.log", env).start()
         self.workers.append(w)
         return w
@@ -274,12 +287,12 @@ class Worker:
     proc: subprocess.Popen[bytes] | None = None
     module: str = "consumer"  # `python -m <module> run`: a test wrapper may stand in
 
-
     def start(self) -> Worker:
         log = self.log_path.open("ab")
         self.port = free_port()
+        port = ["--metrics-port", str(self.port)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module, "run", *self.args, "--metrics-port", str(self.port)],
+            [sys.executable, "-m", self.module, "run", *self.args, *port],
             cwd=REPO,
             env=self.env,
             stdout=log,

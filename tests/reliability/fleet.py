@@ -14,16 +14,9 @@ from pathlib import Path
 from typing import Literal
 
 from bench.processes import wait_for
-from tests.service_harness import Worker
+from tests.service_harness import FAST_FAILOVER, Worker
 
 Fate = Literal["running", "killed", "terminated"]
-
-# Failure detection in seconds rather than librdkafka's 45 s default, so a SIGKILLed worker's
-# partitions move on quickly (the broker's minimum session timeout is 6 s).
-FAST_FAILOVER = {
-    "KAFKA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
-    "KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS": "1000",
-}
 
 
 @dataclass
