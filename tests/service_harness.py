@@ -2,6 +2,8 @@
 
 The oracle is the replay command (the same engine without Kafka), itself checked against Keras by
 the unit tests; the integration tests check that Kafka, restarts and rebalances change nothing.
+Outputs are read until the output topic is quiet and the group has committed the whole input, not
+until an expected count, so late repeats and extra finals are seen; repeats must be bit-identical.
 """
 
 from __future__ import annotations
