@@ -45,6 +45,13 @@ NOTES = (
     ("corpus kinds", "corpus_kinds"),
     ("refused exit", "wrong_password_exit"),
     ("refused after s", "wrong_password_refused_after_s"),
+    ("down s", "downtime_seconds"),
+    ("exit", "exit_code"),
+    ("committed past failure", "committed_past_failed_batch"),
+    ("tombstoned states", "states_deleted_by_a_tombstone"),
+    ("misplaced", "misplaced_records"),
+    ("replay disagrees", "replay_disagrees"),
+    ("drain failed", "drain_failed"),
     ("worker starts", "worker_starts"),
 )
 
