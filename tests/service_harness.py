@@ -27,7 +27,7 @@ from confluent_kafka.admin import AdminClient
 from bench.processes import free_port, wait_for
 from consumer.commands import replay
 from consumer.messages import OutputRecord, decode_output, encode_input
-from tests.kafka_harness import QuietReader, consume_until, lag_zero, reader
+from tests.kafka_harness import QuietReader, committed_offsets, consume_until, lag_zero, reader
 
 REPO = Path(__file__).resolve().parents[1]
 # Failure detection in seconds rather than librdkafka's 45 s default (the broker's minimum session
@@ -267,6 +267,13 @@ class Deployment:
             consume_until(consumer, lambda got: len(distinct(decoded(got))) >= count, timeout_s)
         finally:
             consumer.close()
+
+    def checkpointed(self) -> bool:
+        """Whether the group has committed input offsets (so its state is in the changelog)."""
+        committed = committed_offsets(
+            self.bootstrap, self.group, self.input, self._partitions(self.input)
+        )
+        return any(offset > 0 for offset in committed.values())
 
     def _partitions(self, topic: str) -> int:
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
