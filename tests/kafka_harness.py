@@ -274,3 +274,63 @@ def as_record(msg: Message) -> Record:
     if key is None or value is None or partition is None or offset is None:
         raise AssertionError(f"incomplete record {key!r}={value!r} at {partition}/{offset}")
     return Record(bytes(key), bytes(value), partition, offset)
+
+
+class QuietReader:
+    """Reads every partition of a topic from the beginning and keeps what it read, until the topic
+    is quiet: no new record for `quiet_s` while `settled()` holds (e.g. the group has committed
+    the whole input). Not until an expected count, so late repeats and extra records are seen."""
+
+    def __init__(
+        self, bootstrap: str, topic: str, partitions: int, isolation: str = "read_committed"
+    ) -> None:
+        self.consumer = reader(bootstrap, topic, partitions, isolation)
+        self.received: list[Message] = []
+
+    def read_until_quiet(
+        self,
+        quiet_s: float,
+        timeout_s: float,
+        settled: Callable[[], bool] = lambda: True,
+    ) -> list[Message]:
+        """Everything read so far; raises TimeoutError (a drain timeout) if the topic is still
+        not quiet after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        last_new = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now - last_new >= quiet_s and settled():
+                return self.received
+            if now > deadline:
+                raise TimeoutError(
+                    f"{len(self.received)} records read, still not quiet for {quiet_s} s "
+                    f"after {timeout_s} s"
+                )
+            batch = [
+                m
+                for m in (_checked_message(raw) for raw in self.consumer.consume(1000, 0.5))
+                if m is not None
+            ]
+            if batch:
+                self.received.extend(batch)
+                last_new = time.monotonic()
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def lag_zero(bootstrap: str, group: str, topic: str, partitions: int) -> bool:
+    """Whether the group's committed offsets have reached the end of every partition of `topic`."""
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        done = probe.committed(tps, timeout=10.0)
+        for tp in done:
+            high = probe.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10.0)[1]
+            if high > 0 and tp.offset < high:
+                return False
+        return True
+    except KafkaException:
+        return False  # the broker may be restarting: not settled yet
+    finally:
+        probe.close()

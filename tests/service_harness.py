@@ -2,6 +2,8 @@
 
 The oracle is the replay command (the same engine without Kafka), itself checked against Keras by
 the unit tests; the integration tests check that Kafka, restarts and rebalances change nothing.
+Outputs are read until the output topic is quiet and the group has committed the whole input, not
+until an expected count, so late repeats and extra finals are seen; repeats must be bit-identical.
 """
 
 from __future__ import annotations
@@ -25,9 +27,16 @@ from confluent_kafka.admin import AdminClient
 from bench.processes import free_port, wait_for
 from consumer.commands import replay
 from consumer.messages import OutputRecord, decode_output, encode_input
-from tests.kafka_harness import consume_until, reader
+from tests.kafka_harness import QuietReader, committed_offsets, consume_until, lag_zero, reader
 
 REPO = Path(__file__).resolve().parents[1]
+# Failure detection in seconds rather than librdkafka's 45 s default (the broker's minimum session
+# timeout is 6 s): a stopped worker's partitions move on quickly, also once workers are static
+# group members (their instance id), which do not leave the group when they close.
+FAST_FAILOVER = {
+    "KAFKA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
+    "KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS": "1000",
+}
 Record = tuple[str, bytes]  # (key, value bytes)
 
 
@@ -130,6 +139,11 @@ def dedupe(outputs: Iterable[OutputRecord]) -> tuple[list[OutputRecord], int]:
     return kept, repeats
 
 
+def distinct(outputs: Iterable[OutputRecord]) -> set[tuple[str, int | None, int | None, int, bool]]:
+    """The input positions (with step and finality) that have an output."""
+    return {(o.sequence_id, o.partition, o.offset, o.step, o.final) for o in outputs}
+
+
 def mismatches(
     got: dict[str, list[OutputRecord]], want: dict[str, list[OutputRecord]], tol: float = 1e-5
 ) -> list[str]:
@@ -193,7 +207,8 @@ class Deployment:
         return f"{self.group}-state-changelog"
 
     def worker(self, *extra: str, model: Path | None = None, name: str = "w") -> Worker:
-        """Start one more worker; `extra` flags come last and win."""
+        """Start one more worker, with an instance id of its own; `extra` flags come last and
+        win."""
         n = len(self.workers)
         args = [
             "--bootstrap-servers", self.bootstrap,
@@ -209,28 +224,60 @@ class Deployment:
             "--instance-id", f"{name}{n}",
             *extra,
         ]  # fmt: skip
-        env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env = {
+            **os.environ,
+            "KERAS_BACKEND": "tensorflow",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            **FAST_FAILOVER,
+        }
         w = Worker(args, self.workdir / f"{name}{n}.log", env).start()
         self.workers.append(w)
         return w
 
     def outputs(
         self,
-        count: int,
+        at_least: int = 0,
         isolation: str = "read_committed",
         timeout_s: float = 120.0,
+        quiet_s: float = 2.0,
     ) -> list[OutputRecord]:
-        """Outputs until `count` distinct ones (repeats of one input position count once)."""
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        partitions = len(admin.list_topics(self.output, timeout=10).topics[self.output].partitions)
-        consumer = reader(self.bootstrap, self.output, partitions, isolation)
+        """Every output, read until the output topic is quiet for `quiet_s`, the group has
+        committed the whole input and there are `at_least` distinct outputs: not until a count,
+        so late repeats and extra finals are read too. Not quiet in `timeout_s`: TimeoutError."""
+        partitions = self._partitions(self.output)
+        inputs = self._partitions(self.input)
+        quiet = QuietReader(self.bootstrap, self.output, partitions, isolation)
+
+        def settled() -> bool:
+            enough = len(distinct(decoded(quiet.received))) >= at_least
+            return enough and lag_zero(self.bootstrap, self.group, self.input, inputs)
+
         try:
-            msgs = consume_until(
-                consumer, lambda got: len(dedupe(decoded(got))[0]) >= count, timeout_s
-            )
+            msgs = quiet.read_until_quiet(quiet_s, timeout_s, settled)
+        finally:
+            quiet.close()
+        return decoded(msgs)
+
+    def progress(
+        self, count: int, isolation: str = "read_committed", timeout_s: float = 120.0
+    ) -> None:
+        """Until `count` distinct outputs exist: a point in a test's story, not its final read."""
+        consumer = reader(self.bootstrap, self.output, self._partitions(self.output), isolation)
+        try:
+            consume_until(consumer, lambda got: len(distinct(decoded(got))) >= count, timeout_s)
         finally:
             consumer.close()
-        return decoded(msgs)
+
+    def checkpointed(self) -> bool:
+        """Whether the group has committed input offsets (so its state is in the changelog)."""
+        committed = committed_offsets(
+            self.bootstrap, self.group, self.input, self._partitions(self.input)
+        )
+        return any(offset > 0 for offset in committed.values())
+
+    def _partitions(self, topic: str) -> int:
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        return len(admin.list_topics(topic, timeout=10).topics[topic].partitions)
 
     def stop_all(self) -> None:
         for w in self.workers:
@@ -247,12 +294,14 @@ class Worker:
     env: dict[str, str]
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    module: str = "consumer"  # `python -m <module> run`: a test wrapper may stand in
 
     def start(self) -> Worker:
         log = self.log_path.open("ab")
         self.port = free_port()
+        port = ["--metrics-port", str(self.port)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "consumer", "run", *self.args, "--metrics-port", str(self.port)],
+            [sys.executable, "-m", self.module, "run", *self.args, *port],
             cwd=REPO,
             env=self.env,
             stdout=log,

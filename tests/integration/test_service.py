@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from confluent_kafka import Producer
 
+from bench.processes import wait_for
 from consumer.messages import OutputRecord, encode_input
 from tests.bad_inputs import BAD_INPUTS
 from tests.kafka_harness import NewTopicFactory, consume_until, reader
@@ -98,7 +99,10 @@ def test_a_killed_worker_is_replaced_and_state_restored(
     third = len(records) // 3
     produce(service.bootstrap, service.input, records[:third])
     isolation = "read_committed" if guarantee == "exactly-once" else "read_uncommitted"
-    service.outputs(third // 2, isolation)  # the worker is well into the stream
+    service.progress(third // 2, isolation)  # the worker is well into the stream
+    # and has checkpointed: outputs are sent before the state that claims them, so outputs alone
+    # do not show that there is state to restore.
+    wait_for(lambda: service.checkpointed() or None, 60, "a first checkpoint")
     first.kill()
     produce(service.bootstrap, service.input, records[third:])
     second = service.worker("--guarantee", guarantee)

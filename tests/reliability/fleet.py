@@ -14,16 +14,9 @@ from pathlib import Path
 from typing import Literal
 
 from bench.processes import wait_for
-from tests.service_harness import Worker
+from tests.service_harness import FAST_FAILOVER, Worker
 
 Fate = Literal["running", "killed", "terminated"]
-
-# Failure detection in seconds rather than librdkafka's 45 s default, so a SIGKILLed worker's
-# partitions move on quickly (the broker's minimum session timeout is 6 s).
-FAST_FAILOVER = {
-    "KAFKA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
-    "KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS": "1000",
-}
 
 
 @dataclass
@@ -41,8 +34,12 @@ class Fleet:
     env: dict[str, str] = field(default_factory=dict)
     launches: list[Launch] = field(default_factory=list)
 
-    def start(self, slot: str, *extra: str) -> Worker:
-        env = {
+    def start(
+        self, slot: str, *extra: str, module: str = "consumer", env: dict[str, str] | None = None
+    ) -> Worker:
+        """`module`: what runs as `python -m <module> run` (a fault-injecting wrapper in tests);
+        `env`: added to this worker's environment."""
+        full_env = {
             **os.environ,
             "KERAS_BACKEND": "tensorflow",
             "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -50,9 +47,10 @@ class Fleet:
             "PYTHONFAULTHANDLER": "1",
             **FAST_FAILOVER,
             **self.env,
+            **(env or {}),
         }
         args = [*self.args, "--instance-id", slot, *extra]
-        worker = Worker(args, self.workdir / f"{slot}.log", env).start()
+        worker = Worker(args, self.workdir / f"{slot}.log", full_env, module=module).start()
         self.launches.append(Launch(slot, worker))
         return worker
 

@@ -37,6 +37,12 @@ class Profile:
     # 6. sequences that never end
     idle_keys: int
     idle_timeout_s: float
+    # 8.-12. the state-loss scenarios: how many keys (sequences) each runs with
+    downtime_keys: int  # 8. downtime longer than the idle timeout
+    crash_sequences: int  # 9. an exception inside the loop
+    handover_keys: int  # 10. revoke with pending tombstones
+    max_steps_keys: int  # 11. --max-steps changed across a restart
+    wrong_partition_keys: int  # 12. records of a key on another partition
 
 
 QUICK = Profile(
@@ -57,6 +63,11 @@ QUICK = Profile(
     overload_calibration_records=30_000,
     idle_keys=100_000,
     idle_timeout_s=2.0,
+    downtime_keys=15_000,
+    crash_sequences=1_000,
+    handover_keys=1_000,
+    max_steps_keys=1_000,
+    wrong_partition_keys=1_000,
 )
 
 FULL = Profile(
@@ -77,6 +88,11 @@ FULL = Profile(
     overload_calibration_records=100_000,
     idle_keys=1_000_000,
     idle_timeout_s=5.0,
+    downtime_keys=30_000,
+    crash_sequences=5_000,
+    handover_keys=10_000,
+    max_steps_keys=10_000,
+    wrong_partition_keys=10_000,
 )
 
 

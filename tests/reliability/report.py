@@ -21,6 +21,7 @@ COLUMNS = (
     ("lost", "lost"),
     ("dup", "duplicated"),
     ("wrong", "wrong"),
+    ("dup differs", "repeats_differing"),
     ("DLQ", "dlq_records"),
     ("crashes", "worker_crashes"),
     ("s", "seconds"),
@@ -44,6 +45,13 @@ NOTES = (
     ("corpus kinds", "corpus_kinds"),
     ("refused exit", "wrong_password_exit"),
     ("refused after s", "wrong_password_refused_after_s"),
+    ("down s", "downtime_seconds"),
+    ("exit", "exit_code"),
+    ("committed past failure", "committed_past_failed_batch"),
+    ("tombstoned states", "states_deleted_by_a_tombstone"),
+    ("misplaced", "misplaced_records"),
+    ("replay disagrees", "replay_disagrees"),
+    ("drain failed", "drain_failed"),
     ("worker starts", "worker_starts"),
 )
 
@@ -93,6 +101,9 @@ def main(argv: list[str]) -> int:
         for s in summaries
         if s["lost"]
         or s["wrong"]
+        or s.get("repeats_differing")
+        or s.get("details", {}).get("replay_disagrees")
+        or s.get("details", {}).get("drain_failed")
         or s["worker_crashes"]
         or s["dlq_missing"]
         or s["dlq_misfiled"]

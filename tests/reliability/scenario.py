@@ -1,5 +1,6 @@
-"""The end every scenario shares: wait for the input to be committed, stop the workers cleanly,
-read the output and dead-letter topics to their end, count against the oracle, write the summary.
+"""The end every scenario shares: wait for the input to be committed, read the outputs until the
+topic is quiet, stop the workers cleanly, read on until quiet again, count against the oracle(s),
+write the summary.
 """
 
 from __future__ import annotations
@@ -8,9 +9,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tests.kafka_harness import QuietReader
 from tests.reliability.accounting import Expected, dlq_tally, outputs_of, tally
-from tests.reliability.stage import Deployment
+from tests.reliability.stage import PARTITIONS, Deployment
 from tests.reliability.summary import Summary, summarize
+
+QUIET_S = 3.0  # no new output for this long (with the input committed): the topic is quiet
 
 
 def conclude(
@@ -22,20 +26,42 @@ def conclude(
     drain_timeout_s: float,
     details: dict[str, Any] | None = None,
     before_stop: Callable[[], dict[str, Any]] | None = None,
+    quiet_s: float = QUIET_S,
+    settled: Callable[[], bool] = lambda: True,
 ) -> Summary:
-    """`before_stop`, if given, runs once the input is committed, while the workers still run,
-    and adds figures to the details."""
+    """`before_stop`, if given, runs once the input is committed and the outputs are quiet, while
+    the workers still run, and adds figures to the details.
+
+    The outputs are read while the workers still run until the output topic has been quiet for
+    `quiet_s` with the whole input committed (and `settled()`, for a scenario that waits for
+    more, such as idle finals), then again after the clean stop: late repeats and extra finals
+    count. A drain that does not end in time fails the scenario."""
     details = dict(details or {})
+    outputs = QuietReader(dep.bootstrap, dep.output, PARTITIONS, dep.isolation)
     try:
-        details["drain_seconds"] = round(dep.wait_drained(drain_timeout_s), 1)
-    except (TimeoutError, AssertionError) as exc:
-        # Counted below as lost outputs; the summary is still written.
-        details["drain_failed"] = str(exc)
-    seconds = time.monotonic() - started
-    if before_stop is not None:
-        details.update(before_stop())
-    dep.fleet.stop_all()
-    outputs = tally(expected.outputs, outputs_of(dep.read(dep.output)))
+        try:
+            details["drain_seconds"] = round(dep.wait_drained(drain_timeout_s), 1)
+            outputs.read_until_quiet(quiet_s, drain_timeout_s, lambda: dep.lag_zero() and settled())
+        except (TimeoutError, AssertionError) as exc:
+            details["drain_failed"] = str(exc)  # the summary is still written
+        seconds = time.monotonic() - started
+        if before_stop is not None:
+            details.update(before_stop())
+        dep.fleet.stop_all()
+        try:
+            got = outputs_of(outputs.read_until_quiet(quiet_s, drain_timeout_s))
+        except TimeoutError as exc:
+            details["drain_failed"] = f"after the stop: {exc}"
+            got = outputs_of(outputs.received)
+    finally:
+        outputs.close()
+    tallied = tally(expected.outputs, got)
+    if expected.replay is not None:
+        # The replay command against the same live outputs: Keras and the engine agree.
+        check = tally(expected.replay, got)
+        details["replay_disagrees"] = check.lost + check.wrong
+        if check.lost + check.wrong:
+            details["replay_problems"] = list(check.problems[:5])
     dlq = dlq_tally(expected.bad, dep.read(dep.dlq, 1), dep.input)
     crashes = dep.fleet.crashes()
     if crashes:
@@ -47,7 +73,7 @@ def conclude(
         guarantee=dep.guarantee,
         records_in=expected.records,
         samples_in=expected.samples,
-        outputs=outputs,
+        outputs=tallied,
         dlq=dlq,
         crashes=len(crashes),
         seconds=seconds,
@@ -63,6 +89,12 @@ def assert_clean(summary: Summary) -> None:
     problems = []
     if summary.lost or summary.wrong:
         problems.append(f"{summary.lost} lost, {summary.wrong} wrong")
+    if summary.repeats_differing:
+        problems.append(f"{summary.repeats_differing} repeat(s) not bit-identical to the first")
+    if summary.details.get("replay_disagrees"):
+        problems.append(f"replay disagrees on {summary.details['replay_disagrees']} output(s)")
+    if summary.details.get("drain_failed"):
+        problems.append(f"drain: {summary.details['drain_failed']}")
     if summary.guarantee == "exactly-once" and summary.duplicated:
         problems.append(f"{summary.duplicated} duplicated under exactly-once")
     if summary.worker_crashes:

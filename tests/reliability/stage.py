@@ -21,7 +21,13 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from tests.kafka_harness import LocalBroker, create_topic, delete_topics, unique_name
+from tests.kafka_harness import (
+    LocalBroker,
+    create_topic,
+    delete_topics,
+    lag_zero,
+    unique_name,
+)
 from tests.reliability.fleet import Fleet
 from tests.reliability.profile import Profile
 
@@ -160,6 +166,10 @@ class Deployment:
                 time.sleep(0.5)
         finally:
             probe.close()
+
+    def lag_zero(self) -> bool:
+        """Whether the group has committed the whole input."""
+        return lag_zero(self.bootstrap, self.group, self.input, PARTITIONS)
 
     def read(self, topic: str, partitions: int = PARTITIONS) -> list[Message]:
         return read_topic(self.bootstrap, topic, partitions, self.isolation)

@@ -26,6 +26,7 @@ class Summary:
     lost: int
     duplicated: int
     wrong: int
+    repeats_differing: int  # at-least-once repeats not bit-identical to their first copy
     dlq_records: int
     dlq_reasons: dict[str, int]
     dlq_missing: int
@@ -78,6 +79,7 @@ def summarize(
         lost=outputs.lost,
         duplicated=outputs.duplicated,
         wrong=outputs.wrong,
+        repeats_differing=outputs.repeats_differing,
         dlq_records=dlq.records if dlq else 0,
         dlq_reasons=dlq.reasons if dlq else {},
         dlq_missing=dlq.missing if dlq else 0,

@@ -44,7 +44,7 @@ def test_broker_restart(
     stage.broker.start()
     outage = time.monotonic() - t0
     sent = feeder.result()
-    expected = expect(sent, stage.model, workdir=tmp_path)
+    expected = expect(sent, stage.model, workdir=tmp_path, keras=True)
     alive = len(fleet.alive())
     summary = conclude(
         dep,

@@ -57,7 +57,7 @@ def test_hard_kills(
         kills.append({"slot": victim.slot, "at_record": feeder.sent})
         fleet.start(victim.slot)
     sent = feeder.result()
-    expected = expect(sent, stage.model, workdir=tmp_path)
+    expected = expect(sent, stage.model, workdir=tmp_path, keras=True)
     summary = conclude(
         dep,
         scenario="hard-kills",
