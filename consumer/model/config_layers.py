@@ -226,3 +226,21 @@ def inner_of(layer: ConfigLayer) -> ConfigLayer:
 def is_last_axis(axis: Any, ndim: int) -> bool:
     axes = list(axis) if isinstance(axis, list | tuple) else [axis]
     return len(axes) == 1 and isinstance(axes[0], int) and axes[0] in (-1, ndim - 1)
+
+
+def keras2_reasons(link: ConfigLink) -> list[str]:
+    """Keras 2 files: `hard_sigmoid` there is `clip(0.2 x + 0.5)`, not Keras 3's `relu6(x + 3) / 6`
+    the numpy step computes (Keras 3 loading such a file silently changes it too)."""
+    layer = link.layer
+    configs = [layer.config, cell_of(layer).config, inner_of(layer).config]
+    if any(
+        config.get(key) == "hard_sigmoid"
+        for config in configs
+        for key in ("activation", "recurrent_activation")
+    ):
+        return [
+            f"layer {label(layer)} uses Keras 2's hard_sigmoid (0.2 * x + 0.5, clipped), which "
+            "Keras 3 and this service compute differently (relu6(x + 3) / 6): retrain with "
+            "sigmoid, or with Keras 3"
+        ]
+    return []

@@ -26,7 +26,7 @@ from consumer.model.config_chain import (
     ConfigLink,
     extract_config_chain,
 )
-from consumer.model.config_layers import check_link
+from consumer.model.config_layers import check_link, keras2_reasons
 from consumer.model.config_specs import bind, build_spec
 from consumer.model.errors import ModelRefused
 from consumer.model.loader import unsafe_reasons
@@ -54,6 +54,8 @@ def read_plan(path: str | Path) -> StepPlan:
     n_features, trained_length = _input_dims(chain.input_shape, reasons)
     for link in chain.links:
         reasons.extend(check_link(link))
+        if stored.keras_major < 3:
+            reasons.extend(keras2_reasons(link))
     n_outputs = _output_units(chain, reasons)
     if reasons:
         raise ModelRefused(tuple(reasons), source)
