@@ -244,3 +244,33 @@ def keras2_reasons(link: ConfigLink) -> list[str]:
             "sigmoid, or with Keras 3"
         ]
     return []
+
+
+_INPUT_OPTIONS = frozenset({"batch_shape", "batch_input_shape", "sparse", "ragged", "optional"})
+
+
+def input_reasons(node: Any) -> list[str]:
+    """Every InputLayer in the config (nested models' too): only a dense float32 input."""
+    reasons: list[str] = []
+    if isinstance(node, list):
+        for item in node:
+            reasons.extend(input_reasons(item))
+    elif isinstance(node, dict):
+        if node.get("class_name") == "InputLayer" and isinstance(node.get("config"), dict):
+            config = node["config"]
+            layer = ConfigLayer("InputLayer", str(config.get("name", "?")), config, ())
+            reasons.extend(
+                f"layer {label(layer)} has option {key!r}, which this reader does not know: "
+                "it was not loaded"
+                for key in sorted(set(config) - _INPUT_OPTIONS - _COMMON)
+            )
+            reasons.extend(
+                f"layer {label(layer)} takes a {key} input: only a dense float32 input is supported"
+                for key in ("sparse", "ragged", "optional")
+                if config.get(key)
+            )
+            reasons.extend(_dtype(layer))
+        else:
+            for value in node.values():
+                reasons.extend(input_reasons(value))
+    return reasons

@@ -26,7 +26,7 @@ from consumer.model.config_chain import (
     ConfigLink,
     extract_config_chain,
 )
-from consumer.model.config_layers import check_link, keras2_reasons
+from consumer.model.config_layers import check_link, input_reasons, keras2_reasons
 from consumer.model.config_specs import bind, build_spec
 from consumer.model.errors import ModelRefused
 from consumer.model.loader import unsafe_reasons
@@ -50,7 +50,7 @@ def read_plan(path: str | Path) -> StepPlan:
     if reasons:
         raise ModelRefused(tuple(reasons), str(stored.path))
     chain = extract_config_chain(stored.config, stored.format == "keras")
-    reasons = list(chain.reasons)
+    reasons = [*chain.reasons, *input_reasons(stored.config)]
     n_features, trained_length = _input_dims(chain.input_shape, reasons)
     for link in chain.links:
         reasons.extend(check_link(link))

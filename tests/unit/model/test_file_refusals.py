@@ -173,3 +173,18 @@ def test_weights_that_do_not_match_the_config_are_an_error(tmp_path: Path) -> No
     edit_keras_config(path, lambda c: c["config"]["layers"][-1]["config"].update(use_bias=False))
     with pytest.raises(ModelError, match="'out' \\(class Dense\\) should hold kernel"):
         read_plan(path)
+
+
+@pytest.mark.usefixtures("no_weight_reads")
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [({"sparse": True}, "sparse input"), ({"shape_hint": 1}, "option 'shape_hint'")],
+)
+def test_input_layer_options_are_checked_too(
+    tmp_path: Path, option: dict[str, Any], expected: str
+) -> None:
+    path = tmp_path / "input.keras"
+    small_model().save(path)
+    edit_keras_config(path, lambda c: c["config"]["layers"][0]["config"].update(option))
+    (reason,) = refusal_reasons(path)
+    assert "(class InputLayer)" in reason and expected in reason
