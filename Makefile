@@ -62,9 +62,13 @@ demo: $(STAMP)
 
 # Benchmarks side by side (BENCHMARKS.md): the engine against the Keras approaches, the service
 # against a passthrough on a local broker of their own. Results in bench/results/.
-.PHONY: bench bench-quick
+.PHONY: bench bench-quick bench-startup
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Worker start-up, RSS and installed size: the TensorFlow-free worker against the TensorFlow loader.
+bench-startup: $(STAMP)
+	$(BIN)/python -m bench.startup
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick

@@ -46,7 +46,12 @@ def _step(s: StepScore) -> dict[str, object]:
 
 def write_report(ev: Evaluation, source: dict[str, object], report_dir: Path) -> tuple[Path, Path]:
     """Writes report.json and report.png into `report_dir`; returns their paths."""
-    from producer_sim.figure import draw  # noqa: PLC0415  (matplotlib takes a while to import)
+    try:
+        from producer_sim.figure import draw  # noqa: PLC0415  (matplotlib is slow to import)
+    except ImportError as error:
+        raise RuntimeError(
+            f"the report's figure needs matplotlib ({error}): install lstm-stream-scorer[report]"
+        ) from error
 
     report_dir.mkdir(parents=True, exist_ok=True)
     json_path = report_dir / "report.json"

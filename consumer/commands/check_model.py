@@ -1,14 +1,14 @@
 """`python -m consumer check-model PATH`: print the streaming plan, or why the model is refused.
 
 Exit codes: 0 streamable, 2 refused (one reason per line), 1 the file cannot be loaded.
+The file is read without TensorFlow or Keras (`consumer.model.file_plan`).
 """
 
-# ruff: noqa: PLC0415  (Keras and TensorFlow are imported lazily: importing them costs seconds)
+# ruff: noqa: PLC0415  (the model package is imported after the arguments are checked)
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -20,8 +20,6 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("path", type=Path, help="model file (.keras or legacy .h5)")
     args = parser.parse_args(argv)
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from consumer.model import ModelError, ModelRefused, describe_plan, load_plan
 
     try:

@@ -42,8 +42,8 @@ def main(argv: list[str]) -> int:
     except ModelError as exc:
         log_event(log, "model_refused", level=logging.ERROR, error=str(exc))
         return 2
-    # TensorFlow and Keras leave ~300k objects behind; the cyclic GC would walk them all again and
-    # again while the loop allocates (measured: half the engine's time). They live for good.
+    # Whatever start-up allocated lives for good (with the Keras backends, TensorFlow's ~300k
+    # objects): frozen, the cyclic GC does not walk it again and again while the loop allocates.
     gc.freeze()
     if settings.features and settings.features != step_fn.n_features:
         log_event(

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from consumer.model import ModelError, require_keras
 from consumer.model.train import TrainSettings, format_report, train
 
 
@@ -35,6 +36,11 @@ def main(argv: list[str]) -> int:
         return 1
     if args.epochs < 1 or args.samples < 2:
         print("--epochs must be >= 1 and --samples >= 2", file=sys.stderr)
+        return 1
+    try:
+        require_keras("training")
+    except ModelError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 1
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -100,6 +100,7 @@ for _shape_layer in ("Reshape", "Permute", "RepeatVector", "Cropping1D", "ZeroPa
         "reshapes or moves the time axis, which mixes steps and features; " + _RETRAIN
     )
 _TIME_MIXING["UpSampling1D"] = _TIME_MIXING["Reshape"]
+TIME_MIXING = _TIME_MIXING  # for the config-only reader (config_layers)
 
 
 def class_name(layer: Any) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +65,12 @@ def read_config(file: Path) -> Any:
         raise ModelError(f"cannot read model file {file}: {error}") from error
 
 
-def unsafe_reasons(config: Any, file_name: str) -> list[str]:
-    """Every object in the config that would run code or needs code Keras does not ship."""
-    import keras
-
+def unsafe_reasons(
+    config: Any, file_name: str, is_builtin_layer: Callable[[str], bool] | None = None
+) -> list[str]:
+    """Every object in the config that would run code or needs code Keras does not ship.
+    `is_builtin_layer` judges a layer class by name; by default Keras' own list (imports Keras)."""
+    builtin = is_builtin_layer if is_builtin_layer is not None else _keras_has_layer
     reasons: list[str] = []
 
     def layer_name(node: dict[str, Any], fallback: str) -> str:
@@ -86,7 +89,7 @@ def unsafe_reasons(config: Any, file_name: str) -> list[str]:
         cls = node.get("class_name")
         if isinstance(cls, str):
             name = layer_name(node, owner) if is_layer else owner
-            problem = _problem(node, cls, is_layer, keras)
+            problem = _problem(node, cls, is_layer, builtin)
             if problem:
                 where = f"layer {name!r} (class {cls})" if is_layer else f"in layer {owner!r}"
                 reasons.append(f"{where} of {file_name}: {problem}; it was not loaded")
@@ -107,7 +110,16 @@ def unsafe_reasons(config: Any, file_name: str) -> list[str]:
     return reasons
 
 
-def _problem(node: dict[str, Any], cls: str, is_layer: bool, keras: Any) -> str | None:
+def _keras_has_layer(cls: str) -> bool:
+    import keras
+
+    builtin = getattr(keras.layers, cls, None)
+    return isinstance(builtin, type) and issubclass(builtin, keras.layers.Layer)
+
+
+def _problem(
+    node: dict[str, Any], cls: str, is_layer: bool, builtin: Callable[[str], bool]
+) -> str | None:
     if cls in _CODE_CLASSES:
         what = "a Python lambda" if cls == "__lambda__" else f"a {cls} layer"
         return f"{what} runs arbitrary Python code and is refused"
@@ -117,8 +129,6 @@ def _problem(node: dict[str, Any], cls: str, is_layer: bool, keras: Any) -> str 
     registered = node.get("registered_name")
     if isinstance(registered, str) and ">" in registered:
         return f"custom object {registered!r}: custom code is never loaded"
-    if is_layer and cls not in _MODEL_CLASSES:
-        builtin = getattr(keras.layers, cls, None)
-        if not isinstance(builtin, type) or not issubclass(builtin, keras.layers.Layer):
-            return f"unknown layer class {cls!r}: only built-in Keras layers are loaded"
+    if is_layer and cls not in _MODEL_CLASSES and not builtin(cls):
+        return f"unknown layer class {cls!r}: only built-in Keras layers are loaded"
     return None

@@ -195,3 +195,15 @@ def test_refuses_to_start_without_its_input_topic(service: Deployment) -> None:
     assert w.proc is not None
     assert w.proc.wait(120) == 3
     assert b"does not exist" in w.log_path.read_bytes()
+
+
+def test_a_ready_worker_has_not_loaded_tensorflow(service: Deployment) -> None:
+    """Read from the live process after it is ready: TensorFlow's shared libraries are mapped
+    into any process that imports TensorFlow (Keras 3 imports it too, as its backend)."""
+    w = service.worker()
+    w.wait_ready()
+    assert w.proc is not None
+    mapped = Path(f"/proc/{w.proc.pid}/maps").read_text()
+    assert "tensorflow" not in mapped
+    assert "h5py" in mapped  # the model file was read, and the check sees the mapped libraries
+    assert w.terminate() == 0

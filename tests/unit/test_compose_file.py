@@ -97,11 +97,37 @@ def test_producer_sim_runs_the_simulator_module(services: Services) -> None:
     assert services["producer-sim"]["entrypoint"] == ["python", "-m", "producer_sim"]
 
 
+def dockerfile_stages() -> dict[str, str]:
+    """Each `FROM ... AS name` stage of deploy/Dockerfile, by name, with its instructions."""
+    text = (ROOT / "deploy" / "Dockerfile").read_text()
+    parts = re.split(r"^FROM .* AS (\w+)\s*$", text, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
 def test_dockerfile_installs_the_project_and_runs_the_consumer() -> None:
     text = (ROOT / "deploy" / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim\b", text, re.MULTILINE)
     assert re.search(r"^RUN pip install \.", text, re.MULTILINE)
-    assert 'ENTRYPOINT ["python", "-m", "consumer"]' in text
+    for name in ("serve", "full"):
+        assert 'ENTRYPOINT ["python", "-m", "consumer"]' in dockerfile_stages()[name], name
+
+
+def test_the_serve_image_has_no_tensorflow_and_runs_as_a_user() -> None:
+    stages = dockerfile_stages()
+    serve = stages["serve"]
+    installs = re.findall(r"^RUN pip install (.+)$", serve, re.MULTILINE)
+    assert installs == ["."], "serve installs the serving dependencies only (no extras)"
+    assert re.search(r"^USER (?!root\b)\w+", serve, re.MULTILINE)
+    assert list(stages)[-1] == "serve", "a build without --target gives the slim image"
+    # The full image can train: TensorFlow and Keras come with the keras extra.
+    assert re.search(r'^RUN pip install "\.\[[^]]*\bkeras\b', stages["full"], re.MULTILINE)
+
+
+def test_workers_use_the_serve_image_and_the_tools_the_full_one(services: Services) -> None:
+    assert services["consumer"]["build"]["target"] == "serve"
+    assert services["producer-sim"]["build"]["target"] == "full"
+    assert services["evaluate"]["image"] == services["producer-sim"]["image"]
+    assert services["consumer"]["image"] != services["producer-sim"]["image"]
 
 
 def test_prometheus_and_grafana_mount_the_repositorys_config(services: Services) -> None:
