@@ -121,15 +121,15 @@ class Engine:
                 else:
                     cur = _Cursor(-1, 0, -1, -1)
                 cursors[key] = cur
-            n = len(rec.features)
-            if cur.partition < 0:
-                if not n:
-                    continue  # an end marker or reset of a key with no sequence: nothing to do
-            elif rec.partition != cur.partition:
+            if cur.partition >= 0 and rec.partition != cur.partition:
                 rejected.append(Rejected(rec, wrong_partition(rec, cur.partition)))
                 continue
             if rec.offset <= cur.last_offset:
                 skipped += 1
+                continue
+            n = len(rec.features)
+            if not n and not cur.step:
+                # Nothing to end: the key's state does not move to this offset, in any batching.
                 continue
             cur.last_offset = rec.offset
             cur.applied = True

@@ -15,18 +15,9 @@ from consumer.engine import Engine
 from consumer.messages import InputRecord
 from consumer.state import StateTable
 from tests.prefix_sum_step import PrefixSumStep, prefix_outputs
-from tests.stream_reference import record, reference, streams
+from tests.stream_reference import Reference, record, reference_run, streams
 
 Row = tuple[str, int, tuple[float, float], str | None, int]
-
-
-def expected_rows(records: list[InputRecord], max_steps: int = 0) -> tuple[list[Row], set[str]]:
-    outputs, live = reference(records, max_steps)
-    rows = [
-        (e.key, e.step, prefix_outputs([list(r) for r in e.prefix]), e.reason, e.offset)
-        for e in outputs
-    ]
-    return rows, live
 
 
 def flatten(outputs: Outputs) -> list[Row]:
@@ -68,16 +59,93 @@ def make_run(max_steps: int = 0, capacity: int = 2) -> Run:
     return Run(Engine(step, table, max_steps=max_steps), table)
 
 
+def expected_rows(
+    records: list[InputRecord], max_steps: int | list[int] = 0
+) -> tuple[list[Row], Reference]:
+    ref = reference_run(records, max_steps)
+    rows = [
+        (e.key, e.step, prefix_outputs([list(r) for r in e.prefix]), e.reason, e.offset)
+        for e in ref.outputs
+    ]
+    return rows, ref
+
+
+mixed_streams = st.sampled_from([1, 2, 3, 3]).flatmap(
+    lambda partitions: streams(
+        keys=12, min_records=20, max_records=80, partitions=partitions, replays=True, strays=True
+    )
+)
+
+
+def positions(records: list[InputRecord]) -> list[tuple[str, int, int]]:
+    return [(r.key, r.partition, r.offset) for r in records]
+
+
 @settings(max_examples=300, deadline=None)
-@given(records=streams(), batch=st.integers(1, 64), max_steps=st.sampled_from([0, 0, 1, 3, 5]))
+@given(records=mixed_streams, batch=st.integers(1, 64), max_steps=st.sampled_from([0, 0, 1, 3, 5]))
 def test_any_batching_gives_the_record_by_record_outputs(
     records: list[InputRecord], batch: int, max_steps: int
 ) -> None:
+    """Several partitions, replayed offsets and strays on the wrong partition: whatever the
+    batching (and so whichever engine path), the outputs, the skipped replays and the rejected
+    records are the reference's."""
     run = make_run(max_steps)
-    got = run.feed(records, batch)
-    expected, live = expected_rows(records, max_steps)
+    got: list[Row] = []
+    rejected: list[InputRecord] = []
+    skipped = 0
+    for i in range(0, len(records), batch):
+        result = run.engine.process(records[i : i + batch], 0.0)
+        got += flatten(result.outputs)
+        rejected += [r.record for r in result.rejected]
+        skipped += result.skipped
+    expected, ref = expected_rows(records, max_steps)
     assert per_key(got) == per_key(expected)
-    assert set(run.table.active_keys()) == live
+    assert set(run.table.active_keys()) == ref.live
+    assert sorted(positions(rejected)) == sorted(positions(ref.rejected))
+    assert skipped == ref.skipped
+
+
+def restored(run: Run, max_steps: int) -> Run:
+    """A new worker with `max_steps`, its table rebuilt from the changelog records of `run`'s."""
+    after = make_run(max_steps)
+    table = run.table
+    for key in table.active_keys():
+        slot = table.slot_of(key)
+        assert slot is not None
+        value = changelog_codec.encode_state(table, key, "v")
+        changelog_codec.restore(after.table, key, int(table.partition[slot]), value, "v")
+    for key, gone in table.ended.items():
+        value = changelog_codec.encode_ended(gone, "v")
+        changelog_codec.restore(after.table, key, gone.partition, value, "v")
+    return after
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.data(),
+    records=mixed_streams,
+    batches=st.tuples(st.integers(1, 32), st.integers(1, 32)),
+    limits=st.tuples(st.sampled_from([0, 2, 5]), st.sampled_from([0, 1, 3])),
+)
+def test_a_restart_with_another_max_steps_continues_as_the_reference(
+    data: st.DataObject,
+    records: list[InputRecord],
+    batches: tuple[int, int],
+    limits: tuple[int, int],
+) -> None:
+    """Stop anywhere, restore from the changelog into a worker with another --max-steps (often
+    below the steps already taken), go on: the outputs are the reference's with the limit
+    changed at that record, and the records before the stop are skipped when read again."""
+    split = data.draw(st.integers(0, len(records)))
+    again = data.draw(st.integers(0, split))  # the restarted worker reads from an older offset
+    before = make_run(limits[0])
+    got = before.feed(records[:split], batches[0])
+    after = restored(before, limits[1])
+    got += after.feed(records[again:split] + records[split:], batches[1])
+    stream = records[:split] + records[again:split] + records[split:]
+    expected, ref = expected_rows(stream, [limits[0]] * split + [limits[1]] * (len(stream) - split))
+    assert per_key(got) == per_key(expected)
+    assert set(after.table.active_keys()) == ref.live
 
 
 def test_waves_never_hold_two_steps_of_one_key() -> None:
