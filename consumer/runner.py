@@ -201,15 +201,26 @@ class Runner:
         self.metrics.set_lag(lags)
 
     def _lag(self) -> dict[tuple[str, int], int]:
+        """Lag of each assigned partition whose watermark and position are known."""
         topic = self.settings.input_topic
+        where = {p: self.positions.get(p, -1) for p in self.assigned}
+        unread = [TopicPartition(topic, p) for p, at in where.items() if at < 0]
+        if unread:
+            where.update((tp.partition, tp.offset) for tp in self.consumer.position(unread))
+            unread = [tp for tp in unread if where[tp.partition] < 0]
+        if unread:
+            # Nothing read since assignment: librdkafka knows no position, yet reading starts at
+            # the committed offset. Without it a quiet partition never counts as caught up and
+            # its idle sequences never end.
+            with contextlib.suppress(KafkaException):
+                committed = self.consumer.committed(unread, timeout=1.0)
+                where.update((tp.partition, tp.offset) for tp in committed)
         lags: dict[tuple[str, int], int] = {}
-        for p in self.assigned:
+        for p, position in where.items():
             _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)
-            position = self.positions.get(p)
-            if position is None:
-                position = self.consumer.position([TopicPartition(topic, p)])[0].offset
-            if high >= 0 and position >= 0:
-                lags[(topic, p)] = max(0, high - position)
+            # A high watermark below the position is stale (cached from an earlier assignment).
+            if 0 <= position <= high:
+                lags[(topic, p)] = high - position
         return lags
 
     # -- checkpoints and failures -------------------------------------------------------------
