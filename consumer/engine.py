@@ -73,12 +73,11 @@ class Engine:
         a key's last-seen time becomes that of its newest applied record, and each partition's
         stream time that of its newest record."""
         seen = _record_times(times, len(records))
-        if records:
-            parts = np.fromiter((r.partition for r in records), np.int64, len(records))
-            self.table.advance_stream_time(parts, seen)
+        parts = np.array([r.partition for r in records], np.int64)
+        self.table.advance_stream_time(parts, seen)
         if self.max_steps:  # a sample may end its sequence: every record takes the general path
             return self._process_general(records, seen)
-        simple, rest = process_single_wave(self.step_fn, self.table, records, seen)
+        simple, rest = process_single_wave(self.step_fn, self.table, records, parts, seen)
         if simple is None:
             return self._process_general(records, seen)
         if not rest:

@@ -24,11 +24,13 @@ def process_single_wave(
     step_fn: StepFunction,
     table: StateTable,
     records: Sequence[InputRecord],
+    parts: npt.NDArray[np.int64],
     seen: npt.NDArray[np.float64],
 ) -> tuple[BatchResult | None, list[int]]:
-    """Apply the records that form one wave on their own (`seen`: their record times); return
-    the indices of the others, in order, for the general path. Keys are independent, so splitting
-    a batch by key changes nothing but the order of outputs across keys."""
+    """Apply the records that form one wave on their own (`parts`, `seen`: their partitions and
+    record times); return the indices of the others, in order, for the general path. Keys are
+    independent, so splitting a batch by key changes nothing but the order of outputs across
+    keys."""
     keys = [r.key for r in records]
     counts = Counter(keys)
     slot_of = table.slot_of
@@ -43,18 +45,17 @@ def process_single_wave(
                     continue  # a replay or a stray of an ended sequence: the general path decides
             picked.append(i)
             slots.append(slot)
-    everything = list(range(len(records)))
     if not picked:
-        return None, everything
+        return None, list(range(len(records)))
     n = len(picked)
     chosen = [records[i] for i in picked]
     offsets = np.fromiter((r.offset for r in chosen), np.int64, n)
     known = [j for j, s in enumerate(slots) if s is not None]
     if known:
+        at = np.asarray(known, np.intp)
         index_known = np.fromiter((slots[j] for j in known), np.intp, len(known))
-        parts = np.fromiter((chosen[j].partition for j in known), np.int64, len(known))
-        replayed = offsets[known] <= table.last_offset[index_known]
-        replayed |= parts != table.partition[index_known]
+        replayed = offsets[at] <= table.last_offset[index_known]
+        replayed |= parts[np.asarray(picked, np.intp)[at]] != table.partition[index_known]
         if replayed.any():  # rare: after a crash, or a stray; leave those to the general path
             drop = {known[j] for j in np.flatnonzero(replayed).tolist()}
             keep = [j for j in range(n) if j not in drop]
@@ -64,11 +65,11 @@ def process_single_wave(
             offsets = offsets[keep]
             n = len(picked)
             if not n:
-                return None, everything
+                return None, list(range(len(records)))
     rest_mask = np.ones(len(records), np.bool_)
     rest_mask[picked] = False
     rest: list[int] = np.flatnonzero(rest_mask).tolist()
-    result = _apply(step_fn, table, chosen, slots, offsets=offsets, seen=seen[picked])
+    result = _apply(step_fn, table, chosen, slots, offsets=offsets, seen=seen[~rest_mask])
     return result, rest
 
 

@@ -157,11 +157,17 @@ class StateTable:
         self, partitions: npt.NDArray[np.int64], times: npt.NDArray[np.float64]
     ) -> None:
         """Each partition's stream time moves to the newest of its record times, never back."""
+        if not len(partitions):
+            return
         clock = self.stream_time
-        for p in np.unique(partitions).tolist():
-            newest = float(times[partitions == p].max())
-            if newest > clock.get(p, -np.inf):
-                clock[p] = newest
+        first = int(partitions[0])
+        if (partitions == first).all():  # the common case: one partition, no sort
+            newest = {first: float(times.max())}
+        else:
+            newest = {int(p): float(times[partitions == p].max()) for p in np.unique(partitions)}
+        for p, t in newest.items():
+            if t > clock.get(p, -np.inf):
+                clock[p] = t
 
     def idle_slots(self, before: Mapping[int, float]) -> npt.NDArray[np.intp]:
         """Slots of active keys of the partitions in `before` last seen before `before[p]`."""
