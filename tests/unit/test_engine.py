@@ -395,7 +395,8 @@ def test_a_partition_s_record_time_ahead_of_the_wall_clock_is_its_clock() -> Non
 
 def test_a_reused_slot_does_not_inherit_its_last_key_s_time() -> None:
     run = make_run(capacity=1)
-    feed_at(run, [record("old", 0, [[1, 1, 1]], end=True)], [T0 + 100])
-    feed_at(run, [record("new", 1, [[1, 1, 1]])], [T0])  # the slot "old" released
+    feed_at(run, [record("old", 0, [[1, 1, 1]])], [T0 + 100])
+    feed_at(run, [record("old", 1, [], end=True)], [T0 + 100])
+    feed_at(run, [record("new", 2, [[1, 1, 1]])], [T0])  # in the slot "old" released
     result = run.engine.evict_idle(TIMEOUT, caught_up=[0], now=T0 + TIMEOUT + 1)
     assert [row[0] for row in flatten(result.outputs)] == ["new"]
