@@ -1,4 +1,5 @@
-"""What the engine returns for a micro-batch: its outputs, column by column, and its counts."""
+"""What the engine returns for a micro-batch: its outputs, column by column, its counts, and the
+records it refused (for the dead-letter topic)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from consumer.messages import FinalReason
+from consumer.messages import FinalReason, InputRecord, Rejection
 from consumer.model.step import Float32Array
 
 
@@ -28,6 +29,14 @@ class Outputs:
 
 
 @dataclass(frozen=True, slots=True)
+class Rejected:
+    """A valid record the engine neither applied nor skipped: it goes to the dead-letter topic."""
+
+    record: InputRecord
+    rejection: Rejection
+
+
+@dataclass(frozen=True, slots=True)
 class BatchResult:
     outputs: Outputs
     samples: int  # samples applied to the model
@@ -36,6 +45,7 @@ class BatchResult:
     started: int  # sequences started
     ended: Counter[str]  # sequences ended, by reason ("end", "max_steps", "idle_timeout", "reset")
     step_seconds: float  # time spent in waves: gather, model step, scatter
+    rejected: tuple[Rejected, ...] = ()  # in input order
 
 
 def merged(a: BatchResult, b: BatchResult) -> BatchResult:
@@ -57,4 +67,5 @@ def merged(a: BatchResult, b: BatchResult) -> BatchResult:
         a.started + b.started,
         a.ended + b.ended,
         a.step_seconds + b.step_seconds,
+        a.rejected + b.rejected,
     )

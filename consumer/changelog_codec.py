@@ -1,7 +1,7 @@
 """Changelog records: one key's state (or the fact that its sequence ended) as compact bytes.
 
 Layout, little-endian: magic `LSS1`, flags (bit 0: ended), model-version length and bytes, the
-input offset the state reflects, the step count, the last-seen wall-clock time, the output width
+input offset the state reflects, the step count, the last-seen record time, the output width
 and state width, then the last output and every state tensor as float32. Binary rather than JSON
 because a restore reads a million of these and float32 must round-trip bit for bit.
 """

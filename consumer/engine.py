@@ -6,35 +6,57 @@ gathering its keys' state rows from the table, stepping once and scattering them
 
 Per record the work is a few dictionary and list operations; everything per sample (the model,
 gathering, scattering, collecting outputs) is done by numpy over whole waves.
+
+A key's sequence lives on one input partition. A record of the key on another partition (a
+producer with another partitioner) is returned as a `wrong_partition` rejection: offsets of two
+partitions cannot be compared, so it can be neither applied nor skipped as a replay.
+
+Idleness is judged on record time (see `evict_idle`), so a worker's downtime or lag never splits
+a sequence whose samples were produced within the idle timeout.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
-from consumer.batch_result import BatchResult, Outputs, merged
-from consumer.messages import InputRecord
+from consumer.batch_result import BatchResult, Outputs, Rejected, merged
+from consumer.messages import InputRecord, wrong_partition
 from consumer.model.step import Float32Array, StepFunction
 from consumer.single_wave import process_single_wave
 from consumer.state import StateTable
+
+# Record times of a batch, in seconds: one per record, or one for all.
+Times = float | Sequence[float] | npt.NDArray[np.float64]
 
 
 class _Cursor:
     """Where one key stands while its records of the batch are laid out."""
 
-    __slots__ = ("applied", "last_offset", "last_sample", "slot", "step", "wave")
+    __slots__ = (
+        "applied",
+        "last_offset",
+        "last_sample",
+        "partition",
+        "seen",
+        "slot",
+        "step",
+        "wave",
+    )
 
-    def __init__(self, slot: int, step: int, last_offset: int) -> None:
+    def __init__(self, slot: int, step: int, last_offset: int, partition: int) -> None:
         self.slot = slot  # -1: the key has no slot yet
         self.step = step  # samples seen in the current sequence; 0: no live state
         self.wave = 0
         self.last_sample = -1  # index of the key's latest sample in this batch
         self.last_offset = last_offset
+        self.partition = partition  # of the key's sequence; -1: none yet
+        self.seen = -math.inf  # newest record time applied
         self.applied = False  # any record of the batch applied (not skipped as a replay)
 
 
@@ -46,18 +68,26 @@ class Engine:
         self.table = table
         self.max_steps = max_steps
 
-    def process(self, records: Sequence[InputRecord], now: float) -> BatchResult:
-        """Apply a micro-batch; `now` (wall clock, seconds) marks the keys as seen."""
+    def process(self, records: Sequence[InputRecord], times: Times) -> BatchResult:
+        """Apply a micro-batch. `times` are the records' times (their Kafka timestamps, seconds):
+        a key's last-seen time becomes that of its newest applied record, and each partition's
+        stream time that of its newest record."""
+        seen = _record_times(times, len(records))
+        parts = np.array([r.partition for r in records], np.int64)
+        self.table.advance_stream_time(parts, seen)
         if self.max_steps:  # a sample may end its sequence: every record takes the general path
-            return self._process_general(records, now)
-        simple, rest = process_single_wave(self.step_fn, self.table, records, now)
+            return self._process_general(records, seen)
+        simple, rest = process_single_wave(self.step_fn, self.table, records, parts, seen)
         if simple is None:
-            return self._process_general(records, now)
+            return self._process_general(records, seen)
         if not rest:
             return simple
-        return merged(simple, self._process_general(rest, now))
+        general = self._process_general([records[i] for i in rest], seen[rest])
+        return merged(simple, general)
 
-    def _process_general(self, records: Sequence[InputRecord], now: float) -> BatchResult:
+    def _process_general(
+        self, records: Sequence[InputRecord], seen: npt.NDArray[np.float64]
+    ) -> BatchResult:
         table = self.table
         max_steps = self.max_steps
         rows: list[list[float]] = []
@@ -68,36 +98,56 @@ class Engine:
         o_src: list[int] = []  # per output: its sample, or -1 - j for the j-th repeated output
         repeat_slots: list[int] = []
         cursors: dict[str, _Cursor] = {}
+        rejected: list[Rejected] = []
         skipped = started = 0
         ended: Counter[str] = Counter()
 
-        for rec in records:
+        for rec, t in zip(records, seen.tolist(), strict=True):
             key = rec.key
             cur = cursors.get(key)
             if cur is None:
                 slot = table.slot_of(key)
-                if slot is None:
-                    gone = table.ended.get(key)
-                    cur = _Cursor(-1, 0, -1 if gone is None else gone.offset)
+                if slot is not None:
+                    cur = _Cursor(
+                        slot,
+                        int(table.steps[slot]),
+                        int(table.last_offset[slot]),
+                        int(table.partition[slot]),
+                    )
+                    cur.seen = float(table.last_seen[slot])
+                elif (gone := table.ended.get(key)) is not None:
+                    cur = _Cursor(-1, 0, gone.offset, gone.partition)
                 else:
-                    cur = _Cursor(slot, int(table.steps[slot]), int(table.last_offset[slot]))
+                    cur = _Cursor(-1, 0, -1, -1)
                 cursors[key] = cur
+            if cur.partition >= 0 and rec.partition != cur.partition:
+                rejected.append(Rejected(rec, wrong_partition(rec, cur.partition)))
+                continue
             if rec.offset <= cur.last_offset:
                 skipped += 1
                 continue
+            n = len(rec.features)
+            if not n and not cur.step:
+                # Nothing to end: the key's state does not move to this offset, in any batching.
+                continue
             cur.last_offset = rec.offset
             cur.applied = True
+            cur.seen = max(cur.seen, t)
             if rec.reset and cur.step:
                 cur.step = 0
                 ended["reset"] += 1
-            n = len(rec.features)
             if n:
                 if cur.slot < 0:
                     cur.slot = table.allocate(key, rec.partition)
+                    cur.partition = rec.partition
                 rows.extend(rec.features)
                 done = 0
                 while done < n:
-                    take = n - done if not max_steps else min(n - done, max_steps - cur.step)
+                    take = n - done
+                    if max_steps:
+                        # At least one: a sequence restored at or past a lowered limit ends on
+                        # its next sample.
+                        take = max(1, min(take, max_steps - cur.step))
                     first = len(s_slot)
                     if cur.step == 0:
                         fresh.append(first)
@@ -110,7 +160,7 @@ class Engine:
                     cur.step += take
                     cur.wave += take
                     done += take
-                    if cur.step == max_steps:
+                    if max_steps and cur.step >= max_steps:
                         out.reasons[-1] = "max_steps"
                         ended["max_steps"] += 1
                         cur.step = 0
@@ -159,16 +209,23 @@ class Engine:
             slot = cur.slot
             table.steps[slot] = cur.step
             table.last_offset[slot] = cur.last_offset
-            table.last_seen[slot] = now
+            table.last_seen[slot] = cur.seen
             if cur.last_sample >= 0:
                 table.last_output[slot] = y[cur.last_sample]
             table.dirty.add(key)
-        return BatchResult(out, n_samples, n_waves, skipped, started, ended, step_seconds)
+        return BatchResult(
+            out, n_samples, n_waves, skipped, started, ended, step_seconds, tuple(rejected)
+        )
 
-    def evict_idle(self, before: float) -> BatchResult:
-        """End every sequence last seen before `before` (wall clock), with a final output each."""
+    def evict_idle(self, timeout_s: float, *, caught_up: Iterable[int], now: float) -> BatchResult:
+        """End, with a final output each, the sequences last seen more than `timeout_s` before
+        their partition's stream time. Only the partitions in `caught_up` (read to their end)
+        evict: on a partition with lag the keys' next samples may wait in the backlog. A caught-up
+        partition's stream time follows the wall clock `now` (or its newest record time, when a
+        producer's clock is ahead of ours), so the keys of a quiet partition still end."""
         table = self.table
-        slots = table.idle_slots(before)
+        clock = table.stream_time
+        slots = table.idle_slots({p: max(now, clock.get(p, now)) - timeout_s for p in caught_up})
         out = Outputs(
             steps=table.steps[slots].tolist(),
             values=table.last_output[slots].copy(),
@@ -229,3 +286,12 @@ class Engine:
             y[idx] = result
         for arr, s in zip(table.states, states, strict=True):
             arr[slots] = s
+
+
+def _record_times(times: Times, n: int) -> npt.NDArray[np.float64]:
+    if isinstance(times, int | float):
+        return np.full(n, float(times))
+    seen = np.asarray(times, np.float64)
+    if seen.shape != (n,):
+        raise ValueError(f"{len(seen)} record times for {n} records")
+    return seen

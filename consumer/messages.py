@@ -31,6 +31,11 @@ Checks, in this order; the first one that fails decides the rejection:
 Integers are accepted as numbers and converted to `float`. Unknown fields are ignored, whatever
 they hold. Details name the field or position (`features[2][1] is a string`) and never echo the
 input, which may be large or binary. `decode_input` never raises for any bytes.
+
+One more dead-letter reason comes from the engine, not from decoding: `wrong_partition`, a valid
+record whose key has a sequence on another input partition of this worker (a producer with another
+partitioner). Its offset cannot be compared with the sequence's, so it is neither applied nor
+skipped as a replay; its dead letter names both partitions.
 """
 
 from __future__ import annotations
@@ -51,10 +56,12 @@ from consumer.output_codec import (
 
 __all__ = [
     "DEFAULT_MAX_VALUE_BYTES",
+    "DLQ_REASONS",
     "FINAL_REASONS",
     "FLOAT32_MAX",
     "MAX_KEY_BYTES",
     "REJECT_REASONS",
+    "DlqReason",
     "FinalReason",
     "InputRecord",
     "OutputRecord",
@@ -65,6 +72,7 @@ __all__ = [
     "dlq_headers",
     "encode_input",
     "encode_output",
+    "wrong_partition",
 ]
 
 RejectReason = Literal[
@@ -81,6 +89,9 @@ RejectReason = Literal[
     "invalid_field",
 ]
 REJECT_REASONS: tuple[RejectReason, ...] = get_args(RejectReason)
+# Every `error` header of a dead letter: the decoding reasons above and the engine's.
+DlqReason = Literal[RejectReason, "wrong_partition"]
+DLQ_REASONS: tuple[DlqReason, ...] = get_args(DlqReason)
 
 MAX_KEY_BYTES = 256
 DEFAULT_MAX_VALUE_BYTES = 65536
@@ -107,8 +118,9 @@ class InputRecord:
 class Rejection:
     """Why an input message is bad input; goes to the dead-letter topic with the original bytes."""
 
-    reason: RejectReason
+    reason: DlqReason
     detail: str
+    sequence_partition: int | None = None  # wrong_partition: where the key's sequence lives
 
 
 def decode_input(
@@ -235,13 +247,25 @@ def dlq_headers(
     rejection: Rejection, *, source_topic: str, source_partition: int, source_offset: int
 ) -> list[tuple[str, bytes]]:
     """Headers of a dead-letter record; its key and value are the original bytes, unchanged."""
-    return [
+    headers = [
         ("error", rejection.reason.encode()),
         ("error_detail", rejection.detail.encode()),
         ("source_topic", source_topic.encode()),
         ("source_partition", str(source_partition).encode()),
         ("source_offset", str(source_offset).encode()),
     ]
+    if rejection.sequence_partition is not None:
+        headers.append(("sequence_partition", str(rejection.sequence_partition).encode()))
+    return headers
+
+
+def wrong_partition(record: InputRecord, sequence_partition: int) -> Rejection:
+    """The rejection of a record whose key's sequence lives on another partition."""
+    return Rejection(
+        "wrong_partition",
+        f"key's sequence is on partition {sequence_partition}, record on {record.partition}",
+        sequence_partition,
+    )
 
 
 def encode_input(

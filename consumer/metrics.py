@@ -21,7 +21,7 @@ from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from consumer.config import Guarantee
-from consumer.messages import REJECT_REASONS, RejectReason
+from consumer.messages import DLQ_REASONS, DlqReason
 from consumer.model.step import BackendName
 
 NAMESPACE = "lstm_scorer"
@@ -217,7 +217,7 @@ class Metrics:
         self._commit_failures = {k: self.commit_failures.labels(kind=k) for k in COMMIT_FAILURES}
         self._rebalances = {k: self.rebalances.labels(kind=k) for k in REBALANCE_KINDS}
         # Every reason present from the start, so rate() and "by reason" panels work from zero.
-        self._dlq = {r: self.dlq_records.labels(reason=r) for r in REJECT_REASONS}
+        self._dlq = {r: self.dlq_records.labels(reason=r) for r in DLQ_REASONS}
         self._lag: dict[tuple[str, int], Gauge] = {}
 
     def set_build_info(
@@ -253,7 +253,7 @@ class Metrics:
         is, they land in the lowest bucket."""
         self.latency_seconds.observe_many(seconds)
 
-    def count_dlq(self, reason: RejectReason, records: int = 1) -> None:
+    def count_dlq(self, reason: DlqReason, records: int = 1) -> None:
         self._dlq[reason].inc(records)
 
     def count_changelog(self, records: int) -> None:

@@ -15,7 +15,14 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from consumer.batch_result import BatchResult
 from consumer.checkpoint import Checkpointer, Positions, StuckTransactionError
@@ -25,7 +32,7 @@ from consumer.engine import Engine
 from consumer.http_endpoints import Health
 from consumer.kafka_clients import new_consumer, new_producer, restore_consumer_config
 from consumer.logging_setup import log_event
-from consumer.messages import InputRecord, decode_input, dlq_headers
+from consumer.messages import InputRecord, Rejection, decode_input, dlq_headers
 from consumer.metrics import Metrics
 from consumer.model.step import StepFunction
 from consumer.restore import restore_partitions
@@ -136,23 +143,32 @@ class Runner:
             )
             if isinstance(item, InputRecord):
                 records.append(item)
-                stamps.append(msg.timestamp()[1])
+                kind, stamp = msg.timestamp()
+                stamps.append(stamp if kind != TIMESTAMP_NOT_AVAILABLE else int(time.time() * 1000))
             else:
-                headers = dlq_headers(
-                    item,
-                    source_topic=s.input_topic,
-                    source_partition=partition,
-                    source_offset=offset,
-                )
-                self.sink.send(s.dlq_topic, msg.value(), msg.key(), headers=headers)
-                self.metrics.count_dlq(item.reason)
+                self._dead_letter(msg, item)
             self.positions[partition] = offset + 1
-        result = self.engine.process(records, time.time())
+        # Record times (Kafka timestamps) judge idleness, not the time the worker reads them.
+        result = self.engine.process(records, np.asarray(stamps, np.float64) / 1000)
         self._emit(result)
+        if result.rejected:  # valid records the engine refused: a key on two partitions
+            by_position = {(m.partition(), m.offset()): m for m in msgs}
+            for r in result.rejected:
+                self._dead_letter(by_position[r.record.partition, r.record.offset], r.rejection)
         self.metrics.observe_batch(len(msgs), result.samples, result.waves, result.step_seconds)
         if stamps:
             now_ms = time.time() * 1000
             self.metrics.observe_latencies((now_ms - np.asarray(stamps, np.float64)) / 1000)
+
+    def _dead_letter(self, msg: Message, rejection: Rejection) -> None:
+        s = self.settings
+        partition, offset = msg.partition(), msg.offset()
+        assert partition is not None and offset is not None
+        headers = dlq_headers(
+            rejection, source_topic=s.input_topic, source_partition=partition, source_offset=offset
+        )
+        self.sink.send(s.dlq_topic, msg.value(), msg.key(), headers=headers)
+        self.metrics.count_dlq(rejection.reason)
 
     def _emit(self, result: BatchResult) -> None:
         out = result.outputs
@@ -169,27 +185,42 @@ class Runner:
 
     def _chores(self) -> None:
         """Idle eviction and the gauges, about once a second."""
+        lags = self._lag()
         idle = self.settings.idle_timeout_s
         if idle > 0:
-            result = self.engine.evict_idle(time.time() - idle)
+            # Only partitions read to their end evict: on one with lag, the keys' next samples
+            # may wait in the backlog (after a downtime, say).
+            caught_up = [p for (_, p), lag in lags.items() if lag == 0]
+            result = self.engine.evict_idle(idle, caught_up=caught_up, now=time.time())
             if len(result.outputs):
                 self._begin()
                 self._emit(result)
                 log_event(log, "idle_evicted", sequences=len(result.outputs))
         self.metrics.set_state_table(len(self.table), self.table.nbytes())
         self.metrics.set_producer_queue(self.sink.queued())
-        self.metrics.set_lag(self._lag())
+        self.metrics.set_lag(lags)
 
     def _lag(self) -> dict[tuple[str, int], int]:
+        """Lag of each assigned partition whose watermark and position are known."""
         topic = self.settings.input_topic
+        where = {p: self.positions.get(p, -1) for p in self.assigned}
+        unread = [TopicPartition(topic, p) for p, at in where.items() if at < 0]
+        if unread:
+            where.update((tp.partition, tp.offset) for tp in self.consumer.position(unread))
+            unread = [tp for tp in unread if where[tp.partition] < 0]
+        if unread:
+            # Nothing read since assignment: librdkafka knows no position, yet reading starts at
+            # the committed offset. Without it a quiet partition never counts as caught up and
+            # its idle sequences never end.
+            with contextlib.suppress(KafkaException):
+                committed = self.consumer.committed(unread, timeout=1.0)
+                where.update((tp.partition, tp.offset) for tp in committed)
         lags: dict[tuple[str, int], int] = {}
-        for p in self.assigned:
+        for p, position in where.items():
             _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)
-            position = self.positions.get(p)
-            if position is None:
-                position = self.consumer.position([TopicPartition(topic, p)])[0].offset
-            if high >= 0 and position >= 0:
-                lags[(topic, p)] = max(0, high - position)
+            # A high watermark below the position is stale (cached from an earlier assignment).
+            if 0 <= position <= high:
+                lags[(topic, p)] = high - position
         return lags
 
     # -- checkpoints and failures -------------------------------------------------------------

@@ -21,11 +21,16 @@ from consumer.state import StateTable
 
 
 def process_single_wave(
-    step_fn: StepFunction, table: StateTable, records: Sequence[InputRecord], now: float
-) -> tuple[BatchResult | None, list[InputRecord]]:
-    """Apply the records that form one wave on their own; return the others untouched, in order,
-    for the general path. Keys are independent, so splitting a batch by key changes nothing but
-    the order of outputs across keys."""
+    step_fn: StepFunction,
+    table: StateTable,
+    records: Sequence[InputRecord],
+    parts: npt.NDArray[np.int64],
+    seen: npt.NDArray[np.float64],
+) -> tuple[BatchResult | None, list[int]]:
+    """Apply the records that form one wave on their own (`parts`, `seen`: their partitions and
+    record times); return the indices of the others, in order, for the general path. Keys are
+    independent, so splitting a batch by key changes nothing but the order of outputs across
+    keys."""
     keys = [r.key for r in records]
     counts = Counter(keys)
     slot_of = table.slot_of
@@ -36,20 +41,22 @@ def process_single_wave(
             slot = slot_of(r.key)
             if slot is None:
                 gone = table.ended.get(r.key)
-                if gone is not None and r.offset <= gone.offset:
-                    continue  # a replay of an ended sequence: the general path skips it
+                if gone is not None and (r.offset <= gone.offset or r.partition != gone.partition):
+                    continue  # a replay or a stray of an ended sequence: the general path decides
             picked.append(i)
             slots.append(slot)
     if not picked:
-        return None, list(records)
+        return None, list(range(len(records)))
     n = len(picked)
     chosen = [records[i] for i in picked]
     offsets = np.fromiter((r.offset for r in chosen), np.int64, n)
     known = [j for j, s in enumerate(slots) if s is not None]
     if known:
+        at = np.asarray(known, np.intp)
         index_known = np.fromiter((slots[j] for j in known), np.intp, len(known))
-        replayed = offsets[known] <= table.last_offset[index_known]
-        if replayed.any():  # rare: after a crash; leave those to the general path
+        replayed = offsets[at] <= table.last_offset[index_known]
+        replayed |= parts[np.asarray(picked, np.intp)[at]] != table.partition[index_known]
+        if replayed.any():  # rare: after a crash, or a stray; leave those to the general path
             drop = {known[j] for j in np.flatnonzero(replayed).tolist()}
             keep = [j for j in range(n) if j not in drop]
             picked = [picked[j] for j in keep]
@@ -58,11 +65,12 @@ def process_single_wave(
             offsets = offsets[keep]
             n = len(picked)
             if not n:
-                return None, list(records)
+                return None, list(range(len(records)))
     rest_mask = np.ones(len(records), np.bool_)
     rest_mask[picked] = False
-    rest = [records[i] for i in np.flatnonzero(rest_mask).tolist()]
-    return _apply(step_fn, table, chosen, slots, offsets=offsets, now=now), rest
+    rest: list[int] = np.flatnonzero(rest_mask).tolist()
+    result = _apply(step_fn, table, chosen, slots, offsets=offsets, seen=seen[~rest_mask])
+    return result, rest
 
 
 def _apply(
@@ -72,7 +80,7 @@ def _apply(
     slots: list[int | None],
     *,
     offsets: npt.NDArray[np.int64],
-    now: float,
+    seen: npt.NDArray[np.float64],
 ) -> BatchResult:
     n = len(records)
     keys = [r.key for r in records]
@@ -97,7 +105,7 @@ def _apply(
     steps = table.steps[index] + 1
     table.steps[index] = steps
     table.last_offset[index] = offsets
-    table.last_seen[index] = now
+    table.last_seen[index] = np.maximum(table.last_seen[index], seen)
     table.last_output[index] = y
     table.dirty.update(keys)
     out = Outputs(

@@ -2,9 +2,10 @@
 
 Each key owns one slot: a row in one preallocated float32 array per state tensor, plus its step
 count, the last input offset applied to it, its last output, its input partition and when it was
-last seen (wall clock, so idle eviction survives restarts). Arrays grow by doubling and released
-slots are reused through a free list, so a million sequences cost a few hundred bytes each instead
-of a Python object per tensor.
+last seen: the record time (Kafka timestamp) of its newest applied record, restored from the
+changelog, so idleness is judged on when samples were produced, not on when a worker read them.
+Arrays grow by doubling and released slots are reused through a free list, so a million sequences
+cost a few hundred bytes each instead of a Python object per tensor.
 
 Keys that ended (end marker, max steps, idle eviction) are remembered with the offset they ended at
 until their tombstone is durable: a crash between writing the end to the changelog and committing
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -64,6 +65,8 @@ class StateTable:
         # Keys whose state changed since the last `take_dirty`, for the changelog.
         self.dirty: set[str] = set()
         self.ended: dict[str, EndedKey] = {}
+        # Per input partition, the newest record time read from it (seconds): its stream time.
+        self.stream_time: dict[int, float] = {}
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -99,6 +102,7 @@ class StateTable:
         self._keys[slot] = key
         self.in_use[slot] = True
         self.partition[slot] = partition
+        self.last_seen[slot] = 0.0  # a reused slot must not inherit its last key's time
         self.ended.pop(key, None)
         self.clear(slot)
         return slot
@@ -145,12 +149,35 @@ class StateTable:
         for key in [k for k, e in self.ended.items() if e.partition in wanted_set]:
             del self.ended[key]
             self.dirty.discard(key)
+        for p in wanted_set:
+            self.stream_time.pop(p, None)
         return dropped
 
-    def idle_slots(self, before: float) -> npt.NDArray[np.intp]:
-        """Slots of active keys last seen before the wall-clock time `before`."""
+    def advance_stream_time(
+        self, partitions: npt.NDArray[np.int64], times: npt.NDArray[np.float64]
+    ) -> None:
+        """Each partition's stream time moves to the newest of its record times, never back."""
+        if not len(partitions):
+            return
+        clock = self.stream_time
+        first = int(partitions[0])
+        if (partitions == first).all():  # the common case: one partition, no sort
+            newest = {first: float(times.max())}
+        else:
+            newest = {int(p): float(times[partitions == p].max()) for p in np.unique(partitions)}
+        for p, t in newest.items():
+            if t > clock.get(p, -np.inf):
+                clock[p] = t
+
+    def idle_slots(self, before: Mapping[int, float]) -> npt.NDArray[np.intp]:
+        """Slots of active keys of the partitions in `before` last seen before `before[p]`."""
         hw = self._high_water
-        return np.flatnonzero(self.in_use[:hw] & (self.last_seen[:hw] < before))
+        if not before or not hw:
+            return np.zeros(0, np.intp)
+        parts = self.partition[:hw]
+        bound = np.full(max(int(parts.max()), *before) + 1, -np.inf)
+        bound[list(before)] = list(before.values())
+        return np.flatnonzero(self.in_use[:hw] & (self.last_seen[:hw] < bound[parts]))
 
     def nbytes(self) -> int:
         """Memory held for the table, keys and bookkeeping included (an estimate for the keys)."""

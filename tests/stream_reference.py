@@ -3,7 +3,8 @@ streams that exercise them. Tests compare the batched engine with this."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
@@ -19,28 +20,61 @@ class Expected:
     offset: int
 
 
+@dataclass
+class Reference:
+    outputs: list[Expected] = field(default_factory=list)
+    live: set[str] = field(default_factory=set)  # keys left with state
+    skipped: int = 0  # replays: offset not newer than the key's last applied record
+    rejected: list[InputRecord] = field(default_factory=list)  # wrong_partition, in input order
+
+
 def reference(records: list[InputRecord], max_steps: int = 0) -> tuple[list[Expected], set[str]]:
     """Every output the records must produce, and the keys left with state."""
+    ref = reference_run(records, max_steps)
+    return ref.outputs, ref.live
+
+
+def reference_run(records: list[InputRecord], max_steps: int | Sequence[int] = 0) -> Reference:
+    """The semantics record by record; `max_steps` may give the limit in force at each record
+    (a limit changed across a restart)."""
+    limits = [max_steps] * len(records) if isinstance(max_steps, int) else list(max_steps)
     prefixes: dict[str, list[tuple[float, ...]]] = {}
-    out: list[Expected] = []
-    for rec in records:
+    home: dict[str, int] = {}  # the partition of a key's sequence, once the key has had samples
+    last: dict[str, int] = {}  # the offset of the key's last applied record
+    ref = Reference()
+    out = ref.outputs
+    for rec, limit in zip(records, limits, strict=True):
+        if home.get(rec.key, rec.partition) != rec.partition:
+            ref.rejected.append(rec)
+            continue
+        if rec.offset <= last.get(rec.key, -1):
+            ref.skipped += 1
+            continue
         prefix = prefixes.setdefault(rec.key, [])
+        if not rec.features and not prefix:
+            continue  # nothing to end: the key's state does not move to this offset
+        home.setdefault(rec.key, rec.partition)
+        last[rec.key] = rec.offset
         if rec.reset:
             prefix.clear()
         for row in rec.features:
             prefix.append(tuple(row))
-            reason = "max_steps" if max_steps and len(prefix) == max_steps else None
+            # `>=`: a sequence restored with more steps than a lowered limit ends at once.
+            reason = "max_steps" if limit and len(prefix) >= limit else None
             out.append(Expected(rec.key, len(prefix), tuple(prefix), reason, rec.offset))
             if reason:
                 prefix.clear()
         if rec.end and prefix:
             if rec.features:
-                last = out[-1]
-                out[-1] = Expected(last.key, last.step, last.prefix, "end", last.offset)
+                last_out = out[-1]
+                out[-1] = Expected(
+                    last_out.key, last_out.step, last_out.prefix, "end", last_out.offset
+                )
             else:
                 out.append(Expected(rec.key, len(prefix), tuple(prefix), "end", rec.offset))
             prefix.clear()
-    return out, {k for k, p in prefixes.items() if p}
+    ref.live = {k for k, p in prefixes.items() if p}
+    return ref
 
 
 def record(
@@ -58,12 +92,22 @@ def record(
 @st.composite
 def streams(
     draw: st.DrawFn,
+    *,
     n_features: int = 3,
     values: st.SearchStrategy[float] | None = None,
     keys: int = 8,
     max_records: int = 60,
+    min_records: int = 1,
+    partitions: int = 1,
+    replays: bool = False,
+    strays: bool = False,
 ) -> list[InputRecord]:
-    """Interleaved records of a few keys: chunks, single samples, end markers, resets."""
+    """Interleaved records of a few keys: chunks, single samples, end markers, resets.
+
+    Each key lives on one of `partitions` partitions, whose offsets count up on their own. With
+    `replays`, a partition is sometimes read again from an earlier offset (as after a crash or a
+    rewind): its records come again, same offsets, same content. With `strays`, a few records of
+    a key arrive on another partition (a producer with another partitioner)."""
     # Small integers by default: float32 sums of them are exact.
     value = values if values is not None else st.integers(-5, 5).map(float)
     row = st.lists(value, min_size=n_features, max_size=n_features)
@@ -72,11 +116,25 @@ def streams(
         st.lists(row, min_size=0, max_size=4),
         st.booleans(),
         st.integers(0, 9).map(lambda v: v == 0),
+        st.integers(0, 5).map(lambda v: strays and v == 0),
+        st.integers(0, 9).map(lambda v: replays and v == 0),
+        st.integers(1, 8),
     )
-    records = []
-    for offset, (key, rows, end, reset) in enumerate(
-        draw(st.lists(spec, min_size=1, max_size=max_records))
+    homes = draw(st.lists(st.integers(0, partitions - 1), min_size=keys, max_size=keys))
+    next_offset = [0] * partitions
+    read: list[list[InputRecord]] = [[] for _ in range(partitions)]  # per partition, first reads
+    records: list[InputRecord] = []
+    for key, rows, end, reset, stray, rewind, depth in draw(
+        st.lists(spec, min_size=min_records, max_size=max_records)
     ):
+        p = homes[key]
+        if stray and partitions > 1:
+            p = (p + 1) % partitions
+        if rewind and read[p]:
+            records.extend(read[p][-depth:])
         samples = rows if rows or end else [[1.0] * n_features]
-        records.append(record(f"k{key}", offset, samples, end=end, reset=reset))
+        rec = record(f"k{key}", next_offset[p], samples, end=end, reset=reset, partition=p)
+        next_offset[p] += 1
+        read[p].append(rec)
+        records.append(rec)
     return records

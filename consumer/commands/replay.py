@@ -1,9 +1,11 @@
 """`python -m consumer replay`: the streaming engine over a JSON-lines file, without Kafka.
 
-Each input line is `{"key": "<sequence id>", "value": <input value object>}`; each output line is
-one output value. Offsets are the 1-based line numbers; partitions are null. Bad lines are
-reported on stderr with their line number and skipped, exactly as the service sends them to the
-dead-letter topic. The result is the same whatever `--batch` is: that is the engine's contract.
+Each input line is `{"key": "<sequence id>", "value": <input value object>}`, optionally with
+`"partition": <n>` (the input partition, default 0); each output line is one output value.
+Offsets are the 1-based line numbers; partitions are null. Bad lines, and lines of a key whose
+sequence is on another partition (`wrong_partition`), are reported on stderr with their line
+number and skipped, exactly as the service sends them to the dead-letter topic. The result is the
+same whatever `--batch` is: that is the engine's contract.
 """
 
 from __future__ import annotations
@@ -62,12 +64,12 @@ def main(argv: list[str]) -> int:
         for lineno, item in _records(src, step_fn.n_features, args.max_value_bytes):
             if isinstance(item, Rejection):
                 bad += 1
-                print(f"line {lineno}: {item.reason}: {item.detail}", file=sys.stderr)
+                _report(lineno, item)
                 continue
             batch.append(item)
             if len(batch) >= args.batch:
-                _flush(engine, batch, dst, step_fn.version)
-        _flush(engine, batch, dst, step_fn.version)
+                bad += _flush(engine, batch, dst, step_fn.version)
+        bad += _flush(engine, batch, dst, step_fn.version)
     if bad:
         print(f"{bad} bad line(s) skipped", file=sys.stderr)
     return 0
@@ -89,6 +91,10 @@ def _records(
             continue
         key = doc.get("key")
         key_bytes = key.encode() if type(key) is str else None
+        partition = doc.get("partition", 0)
+        if type(partition) is not int or partition < 0:
+            yield lineno, Rejection("invalid_field", "partition must be an integer >= 0")
+            continue
         value = orjson.dumps(doc["value"])
         yield (
             lineno,
@@ -96,17 +102,25 @@ def _records(
                 key_bytes,
                 value,
                 n_features=n_features,
-                partition=0,
+                partition=partition,
                 offset=lineno,
                 max_value_bytes=max_value_bytes,
             ),
         )
 
 
-def _flush(engine: Engine, batch: list[InputRecord], dst: BinaryIO, version: str) -> None:
+def _report(lineno: int, rejection: Rejection) -> None:
+    print(f"line {lineno}: {rejection.reason}: {rejection.detail}", file=sys.stderr)
+
+
+def _flush(engine: Engine, batch: list[InputRecord], dst: BinaryIO, version: str) -> int:
+    """Score a batch; returns how many of its lines the engine refused (reported on stderr)."""
     if not batch:
-        return
-    result = engine.process(batch, now=0.0)
+        return 0
+    result = engine.process(batch, 0.0)
     for value in encode_outputs(result.outputs, version, with_partition=False):
         dst.write(value + b"\n")
+    for r in result.rejected:
+        _report(r.record.offset, r.rejection)  # offsets are line numbers
     batch.clear()
+    return len(result.rejected)

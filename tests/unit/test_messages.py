@@ -13,6 +13,7 @@ import pytest
 
 from consumer.messages import (
     DEFAULT_MAX_VALUE_BYTES,
+    DLQ_REASONS,
     REJECT_REASONS,
     InputRecord,
     OutputRecord,
@@ -23,6 +24,7 @@ from consumer.messages import (
     dlq_headers,
     encode_input,
     encode_output,
+    wrong_partition,
 )
 from tests.bad_inputs import (
     BAD_INPUTS,
@@ -244,6 +246,22 @@ def test_dlq_headers() -> None:
         ("source_partition", b"3"),
         ("source_offset", b"42"),
     ]
+
+
+def test_a_wrong_partition_dead_letter_names_both_partitions() -> None:
+    record = InputRecord("dev-17", [[1.0, 2.0, 3.0]], False, False, None, 5, 42)
+    rejection = wrong_partition(record, 2)
+    headers = dlq_headers(rejection, source_topic="samples", source_partition=5, source_offset=42)
+    assert headers == [
+        ("error", b"wrong_partition"),
+        ("error_detail", b"key's sequence is on partition 2, record on 5"),
+        ("source_topic", b"samples"),
+        ("source_partition", b"5"),
+        ("source_offset", b"42"),
+        ("sequence_partition", b"2"),
+    ]
+    # A reason of the dead-letter topic, which decoding never gives.
+    assert (*REJECT_REASONS, "wrong_partition") == DLQ_REASONS
 
 
 # --- encode_input ------------------------------------------------------------------------------

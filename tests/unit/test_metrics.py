@@ -7,7 +7,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumer.messages import REJECT_REASONS
+from consumer.messages import DLQ_REASONS
 from consumer.metrics import END_REASONS, PROBABILITY_BUCKETS, BatchHistogram, Metrics
 
 # Every non-counter name ends with its unit (or what it counts); counters end in _total.
@@ -188,7 +188,7 @@ def test_sequence_lifecycle_and_cached_children(
 ) -> None:
     for reason in END_REASONS:  # present from the start, so rate() works from zero
         assert value(registry, "lstm_scorer_sequences_ended_total", reason=reason) == 0
-    for dlq_reason in REJECT_REASONS:
+    for dlq_reason in DLQ_REASONS:  # wrong_partition (from the engine) too
         assert value(registry, "lstm_scorer_dlq_records_total", reason=dlq_reason) == 0
     metrics.count_dlq("too_large")
 
