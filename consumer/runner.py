@@ -62,6 +62,7 @@ class Runner:
         self.positions: Positions = {}
         self.assigned: set[int] = set()
         self.stopping = False
+        self.failed = False  # the loop ended on an exception: commit nothing any more
         self._in_transaction = False
         self._new_producer()
 
@@ -79,6 +80,7 @@ class Runner:
         )
         commit_every = s.commit_interval_ms / 1000
         next_commit = next_chores = time.monotonic()
+        clean = False
         try:
             while not self.stopping:
                 msgs = self.consumer.consume(s.max_batch, timeout=s.max_wait_ms / 1000)
@@ -95,11 +97,28 @@ class Runner:
                     self._checkpoint()
                     next_commit = time.monotonic() + commit_every
             self._checkpoint()
+            clean = True
         finally:
+            self._shut_down(clean)
+
+    def _shut_down(self, clean: bool) -> None:
+        """Close the clients. After a failure nothing may be committed on the way out: the state
+        and positions may reflect part of the batch that failed, which must be read again."""
+        if clean:
             log_event(log, "shutdown", partitions=sorted(self.assigned))
-            self.consumer.close()  # leaves the group; revokes (and so checkpoints) first
-            self.reader.close()
-            if self.sink.producer is not None:
+        else:
+            self.failed = True  # the revoke that close() runs must not checkpoint
+            self.stopping = True  # and a producer replaced on the way out gets no retries
+            log_event(log, "shutdown_without_commit", level=logging.ERROR,
+                      partitions=sorted(self.assigned))  # fmt: skip
+            if self.transactional and self._in_transaction:
+                with contextlib.suppress(KafkaException):
+                    self._abort_or_replace()
+        with contextlib.suppress(KafkaException):  # a consumer in a fatal state may refuse
+            self.consumer.close()  # revokes (and, after a clean stop, checkpoints) first
+        self.reader.close()
+        if self.sink.producer is not None:
+            with contextlib.suppress(KafkaException):
                 self.sink.producer.flush(10)
 
     def _transacting(self, work: Callable[..., None], *args: list[Message]) -> None:
@@ -118,6 +137,9 @@ class Runner:
         self._begin()
         records: list[InputRecord] = []
         stamps: list[int] = []
+        # Positions advance only once the batch's outputs are handed to the sink: a batch that
+        # fails half-way must not be committed by a later checkpoint.
+        read: Positions = {}
         n_features = self.step_fn.n_features
         for msg in msgs:
             err = msg.error()
@@ -146,9 +168,10 @@ class Runner:
                 )
                 self.sink.send(s.dlq_topic, msg.value(), msg.key(), headers=headers)
                 self.metrics.count_dlq(item.reason)
-            self.positions[partition] = offset + 1
+            read[partition] = offset + 1
         result = self.engine.process(records, time.time())
         self._emit(result)
+        self.positions.update(read)
         self.metrics.observe_batch(len(msgs), result.samples, result.waves, result.step_seconds)
         if stamps:
             now_ms = time.time() * 1000
@@ -195,6 +218,8 @@ class Runner:
     # -- checkpoints and failures -------------------------------------------------------------
 
     def _checkpoint(self) -> None:
+        if self.failed:
+            return
         if self.transactional and not self._in_transaction:
             return  # nothing consumed or produced since the last commit
         try:
