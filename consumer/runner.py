@@ -223,7 +223,7 @@ class Runner:
         if self.transactional and not self._in_transaction:
             return  # nothing consumed or produced since the last commit
         try:
-            self.checkpointer.commit(self.consumer, self.positions)
+            self.checkpointer.commit(self.consumer, self.positions, self.assigned)
             self._in_transaction = False
         except DeliveryFailedError as exc:
             self.metrics.count_commit_failure("delivery")
@@ -336,6 +336,7 @@ class Runner:
 
     def _drop(self, parts: list[int]) -> None:
         dropped = self.table.drop_partitions(parts)
+        self.checkpointer.drop_partitions(parts)
         for p in parts:
             self.positions.pop(p, None)
         self.assigned.difference_update(parts)

@@ -273,4 +273,7 @@ def make_runner(
     monkeypatch.setattr(runner, "new_producer", new_producer)
     s = Settings(model_path=Path("m.keras"), guarantee=guarantee, **settings)
     r = runner.Runner(s, PrefixSumStep(), Metrics(CollectorRegistry()), Health())
+    # As run() subscribes, for tests that drive the runner's steps themselves.
+    consumer.callbacks = {"on_assign": r._on_assign, "on_revoke": r._on_revoke,
+                          "on_lost": r._on_lost}  # fmt: skip
     return Fakes(r, consumer, reader, producers)

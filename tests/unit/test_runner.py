@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from confluent_kafka import TopicPartition
 
 from consumer.batch_result import BatchResult
 from consumer.config import Guarantee
-from tests.unit.kafka_fakes import CHANGELOG, FakeConsumer, Fakes, make_runner, sample
+from tests.unit.kafka_fakes import CHANGELOG, INPUT, FakeConsumer, Fakes, make_runner, sample
 
 
 def _assign_first(*partitions: int) -> object:
@@ -52,3 +53,28 @@ def test_a_batch_that_crashes_commits_nothing(
         assert not f.producer.in_transaction
     changelog = [r for p in f.producers for r in p.committed if r.topic == CHANGELOG]
     assert [r.key for r in changelog] == [b"a"]  # the failed batch's state was never written
+
+
+@pytest.mark.parametrize("lost", [False, True])
+def test_no_tombstone_is_written_for_a_partition_no_longer_owned(
+    monkeypatch: pytest.MonkeyPatch, lost: bool
+) -> None:
+    # A sequence ends; the checkpoint that commits past its end queues its tombstone (the one
+    # the revoke runs, or an earlier one before a loss). The tombstone used to go out with a
+    # later checkpoint, deleting whatever newer state the partition's new owner had written.
+    f = make_runner(monkeypatch)
+    r = f.runner
+    f.consumer.assign_now(0, 1)
+    r._process([sample("a", 0, 0, ',"end":true'), sample("b", 1, 0)])  # type: ignore[list-item]
+    if lost:
+        r._checkpoint()  # writes "a ended at 0", commits offset 1, queues a's tombstone
+        f.consumer.callbacks["on_lost"](f.consumer, [TopicPartition(INPUT, 0)])
+    else:
+        f.consumer.revoke_now(0)  # the same checkpoint, then the partition goes
+    assert (b"a", 0) in [(p.key, p.partition) for p in f.producer.produced]
+    f.producer.produced.clear()
+    r._process([sample("b", 1, 1)])  # type: ignore[list-item]
+    r._checkpoint()
+    changelog = [(p.key, p.partition) for p in f.producer.produced if p.topic == CHANGELOG]
+    assert (b"b", 1) in changelog
+    assert all(partition != 0 for _, partition in changelog), changelog
