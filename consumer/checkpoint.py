@@ -73,6 +73,9 @@ class Checkpointer:
         offsets = [TopicPartition(self.input_topic, p, o) for p, o in sorted(positions.items())]
         if self.transactional:
             self._write_changelog(owned)
+            # A failed delivery makes commit_transaction fail; one already reported is raised
+            # here instead, so that a committed transaction is never followed by a failure.
+            self.sink.raise_failures()
             producer = self.sink.producer
             assert producer is not None
             if offsets:
@@ -82,7 +85,6 @@ class Checkpointer:
                     lambda: producer.send_offsets_to_transaction(offsets, metadata, self.timeout_s),
                 )
             self._bounded("commit_transaction", lambda: producer.commit_transaction(self.timeout_s))
-            self.sink.raise_failures()
         else:
             self.sink.flush(self.timeout_s)
             self._write_changelog(owned)

@@ -228,6 +228,8 @@ class Runner:
         except DeliveryFailedError as exc:
             self.metrics.count_commit_failure("delivery")
             log_event(log, "commit_failed", level=logging.ERROR, reason=str(exc))
+            if self.transactional:
+                self._abort_or_replace()  # raised before the commit: the transaction is open
             self._rewind()
         except StuckTransactionError as exc:
             log_event(log, "producer_replaced", level=logging.ERROR, reason=str(exc))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from consumer.batch_result import BatchResult
 from consumer.config import Guarantee
@@ -78,3 +78,30 @@ def test_no_tombstone_is_written_for_a_partition_no_longer_owned(
     changelog = [(p.key, p.partition) for p in f.producer.produced if p.topic == CHANGELOG]
     assert (b"b", 1) in changelog
     assert all(partition != 0 for _, partition in changelog), changelog
+
+
+def test_one_abort_is_one_rewind(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An aborted transaction's records come back to the delivery callback as purged. Those
+    # reports used to stay in the sink's failure list: the next, successful, commit raised them,
+    # rewound a committed transaction and left it marked open, which caused a second rewind.
+    f = make_runner(monkeypatch, "exactly-once")
+    r = f.runner
+    rewinds: list[list[int]] = []
+    rewind = r._rewind
+    monkeypatch.setattr(r, "_rewind", lambda: (rewinds.append(sorted(r.assigned)), rewind()))
+    f.consumer.assign_now(0)
+    r._transacting(r._process, [sample("a", 0, 0)])  # type: ignore[list-item]
+    f.producer.fail_send_offsets = KafkaException(
+        KafkaError(KafkaError._TIMED_OUT, "injected", retriable=True)
+    )
+    r._checkpoint()
+    assert f.producer.calls[-1] == "abort" and len(rewinds) == 1
+    r.sink.serve()  # the purge reports arrive
+    assert f.producer.purged == [] and f.producer.calls.count("abort") == 1
+    r._transacting(r._process, [sample("a", 0, 0)])  # type: ignore[list-item]
+    r._checkpoint()
+    assert f.producer.calls[-2:] == ["send_offsets", "commit"]
+    assert len(rewinds) == 1
+    assert not r._in_transaction
+    r._transacting(r._process, [sample("a", 0, 1)])  # type: ignore[list-item]
+    assert f.producer.calls[-1] == "begin"  # a new transaction for the next batch
