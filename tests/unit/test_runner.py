@@ -88,7 +88,12 @@ def test_one_abort_is_one_rewind(monkeypatch: pytest.MonkeyPatch) -> None:
     r = f.runner
     rewinds: list[list[int]] = []
     rewind = r._rewind
-    monkeypatch.setattr(r, "_rewind", lambda: (rewinds.append(sorted(r.assigned)), rewind()))
+
+    def counted() -> None:
+        rewinds.append(sorted(r.assigned))
+        rewind()
+
+    monkeypatch.setattr(r, "_rewind", counted)
     f.consumer.assign_now(0)
     r._transacting(r._process, [sample("a", 0, 0)])  # type: ignore[list-item]
     f.producer.fail_send_offsets = KafkaException(
