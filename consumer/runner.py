@@ -34,6 +34,11 @@ from consumer.state import StateTable
 
 log = logging.getLogger("consumer.runner")
 _HOUSEKEEPING_S = 1.0
+_SESSION_TIMEOUT_MS = 45_000  # librdkafka's default session.timeout.ms
+
+
+class InstanceFencedError(RuntimeError):
+    """Another consumer joined the group with this worker's group.instance.id."""
 
 
 class Runner:
@@ -57,7 +62,7 @@ class Runner:
             transactional=self.transactional,
             metrics=metrics,
         )
-        self.consumer = new_consumer(settings, self._on_kafka_error)
+        self.consumer = new_consumer(settings, self._on_consumer_error)
         self.reader = Consumer(restore_consumer_config(settings))
         self.positions: Positions = {}
         self.assigned: set[int] = set()
@@ -104,13 +109,21 @@ class Runner:
     def _shut_down(self, clean: bool) -> None:
         """Close the clients. After a failure nothing may be committed on the way out: the state
         and positions may reflect part of the batch that failed, which must be read again."""
+        # A static member (group.instance.id) does not leave the group when it closes: a restart
+        # within the session timeout gets its partitions back with no rebalance, and otherwise
+        # they move to other workers only when the session times out.
+        session_ms = self.settings.consumer_properties().get("session.timeout.ms")
+        moved_after_s = int(session_ms or _SESSION_TIMEOUT_MS) / 1000
         if clean:
-            log_event(log, "shutdown", partitions=sorted(self.assigned))
+            log_event(log, "shutdown", partitions=sorted(self.assigned),
+                      instance_id=self.settings.instance_id,
+                      partitions_move_after_s=moved_after_s)  # fmt: skip
         else:
             self.failed = True  # the revoke that close() runs must not checkpoint
             self.stopping = True  # and a producer replaced on the way out gets no retries
             log_event(log, "shutdown_without_commit", level=logging.ERROR,
-                      partitions=sorted(self.assigned))  # fmt: skip
+                      partitions=sorted(self.assigned), instance_id=self.settings.instance_id,
+                      partitions_move_after_s=moved_after_s)  # fmt: skip
             if self.transactional and self._in_transaction:
                 with contextlib.suppress(KafkaException):
                     self._abort_or_replace()
@@ -144,7 +157,7 @@ class Runner:
         for msg in msgs:
             err = msg.error()
             if err is not None:
-                self._on_kafka_error(err)
+                self._on_consumer_error(err)
                 continue
             partition, offset = msg.partition(), msg.offset()
             assert partition is not None and offset is not None
@@ -306,6 +319,21 @@ class Runner:
                     raise
                 log_event(log, "init_transactions_retry", level=logging.WARNING, reason=str(exc))
         self.sink.attach(producer)
+
+    def _on_consumer_error(self, err: KafkaError) -> None:
+        """A fatal consumer error ends the worker: the consumer cannot be used any more."""
+        level = logging.ERROR if err.fatal() else logging.WARNING
+        log_event(log, "kafka_error", level=level, error=str(err), fatal=err.fatal())
+        if not err.fatal():
+            return
+        if err.code() == KafkaError.FENCED_INSTANCE_ID or "group.instance.id" in err.str():
+            s = self.settings
+            raise InstanceFencedError(
+                f"another worker joined group {s.group_id!r} with this worker's instance id "
+                f"{s.instance_id!r} (group.instance.id) and fenced it: give every worker its "
+                "own --instance-id (INSTANCE_ID); two workers with one id fence each other"
+            )
+        raise KafkaException(err)
 
     def _on_kafka_error(self, err: KafkaError) -> None:
         level = logging.ERROR if err.fatal() else logging.WARNING

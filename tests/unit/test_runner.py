@@ -7,6 +7,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from consumer.batch_result import BatchResult
 from consumer.config import Guarantee
+from consumer.runner import InstanceFencedError
 from tests.unit.kafka_fakes import CHANGELOG, INPUT, FakeConsumer, Fakes, make_runner, sample
 
 
@@ -110,3 +111,35 @@ def test_one_abort_is_one_rewind(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not r._in_transaction
     r._transacting(r._process, [sample("a", 0, 1)])  # type: ignore[list-item]
     assert f.producer.calls[-1] == "begin"  # a new transaction for the next batch
+
+
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
+@pytest.mark.timeout(30)
+def test_a_fenced_instance_id_ends_the_worker_naming_the_flag(
+    monkeypatch: pytest.MonkeyPatch, guarantee: Guarantee
+) -> None:
+    # Another process joined with the same group.instance.id. Exactly-once, the worker used to
+    # log the consumer's fatal error and poll on for ever; at-least-once it died of an error
+    # that did not say what to do.
+    f = make_runner(monkeypatch, guarantee)
+    fatal = KafkaError(
+        KafkaError._FATAL,
+        "Fatal error: Broker: Static consumer fenced by other consumer with same group.instance.id",
+        fatal=True,
+    )
+
+    def fenced(consumer: FakeConsumer) -> None:
+        if consumer.consumed == 1:
+            consumer.assign_now(0)
+        elif consumer.consumed == 3:
+            assert consumer.on_error is not None
+            consumer.on_error(fatal)
+        elif consumer.consumed > 10:
+            f.runner.stop()  # the test's own way out of a worker that does not stop
+
+    f.consumer.before_consume = fenced
+    f.consumer.batches = [[sample("a", 0, 0)], [sample("b", 0, 1)]]
+    with pytest.raises(InstanceFencedError, match="--instance-id") as info:
+        f.runner.run()
+    assert f.runner.settings.instance_id in str(info.value)
+    assert f.consumer.consumed == 3
