@@ -3,7 +3,8 @@ Kafka and the engine; each step it takes lives in a module named after it.
 
     consume a micro-batch -> decode (bad input -> dead-letter topic) -> engine -> outputs
     every commit interval: checkpoint (see consumer.checkpoint for the order)
-    on assign: restore the new partitions' keys from the changelog before reading them
+    on assign: pause the new partitions; restore their keys from the changelog a slice per loop
+               iteration (the other partitions keep flowing), then resume them
     on revoke: checkpoint, then drop their keys; on lost: drop them, commit nothing
 """
 
@@ -28,13 +29,16 @@ from consumer.logging_setup import log_event
 from consumer.messages import InputRecord, decode_input, dlq_headers
 from consumer.metrics import Metrics
 from consumer.model.step import StepFunction
-from consumer.restore import restore_partitions
+from consumer.restore import Restorer, RestoreStats
 from consumer.sink import DeliveryFailedError, Sink
 from consumer.state import StateTable
 
 log = logging.getLogger("consumer.runner")
 _HOUSEKEEPING_S = 1.0
 _SESSION_TIMEOUT_MS = 45_000  # librdkafka's default session.timeout.ms
+# Restore work per loop iteration: short enough for the partitions already owned to keep flowing.
+_RESTORE_SLICE_S = 0.2
+_CORRUPT_LOGGED = 20  # corrupt changelog records logged one by one per restore; the rest counted
 
 
 class InstanceFencedError(RuntimeError):
@@ -64,11 +68,16 @@ class Runner:
         )
         self.consumer = new_consumer(settings, self._on_consumer_error)
         self.reader = Consumer(restore_consumer_config(settings))
+        self.restorer = Restorer(
+            self.reader, settings.changelog_topic, table=self.table, model_version=step_fn.version
+        )
         self.positions: Positions = {}
         self.assigned: set[int] = set()
         self.stopping = False
         self.failed = False  # the loop ended on an exception: commit nothing any more
         self._in_transaction = False
+        strategy = settings.consumer_properties().get("partition.assignment.strategy", "")
+        self._cooperative = strategy in ("", "cooperative-sticky")  # kafka_clients' default
         self._new_producer()
 
     def stop(self) -> None:
@@ -93,6 +102,8 @@ class Runner:
                 self.metrics.mark_polled()
                 if msgs:
                     self._transacting(self._process, msgs)
+                if self.restorer.pending:
+                    self._restore_slice()
                 self.sink.serve()
                 now = time.monotonic()
                 if now >= next_chores:
@@ -153,6 +164,7 @@ class Runner:
         # Positions advance only once the batch's outputs are handed to the sink: a batch that
         # fails half-way must not be committed by a later checkpoint.
         read: Positions = {}
+        restoring = self.restorer.pending
         n_features = self.step_fn.n_features
         for msg in msgs:
             err = msg.error()
@@ -161,6 +173,12 @@ class Runner:
                 continue
             partition, offset = msg.partition(), msg.offset()
             assert partition is not None and offset is not None
+            if partition in restoring:
+                # Paused, so not expected; read it again once the partition's keys are restored.
+                if partition not in read:
+                    self.consumer.seek(TopicPartition(s.input_topic, partition, offset))
+                    read[partition] = -1
+                continue
             item = decode_input(
                 msg.key(),
                 msg.value(),
@@ -184,7 +202,7 @@ class Runner:
             read[partition] = offset + 1
         result = self.engine.process(records, time.time())
         self._emit(result)
-        self.positions.update(read)
+        self.positions.update((p, o) for p, o in read.items() if o >= 0)
         self.metrics.observe_batch(len(msgs), result.samples, result.waves, result.step_seconds)
         if stamps:
             now_ms = time.time() * 1000
@@ -206,7 +224,8 @@ class Runner:
     def _chores(self) -> None:
         """Idle eviction and the gauges, about once a second."""
         idle = self.settings.idle_timeout_s
-        if idle > 0:
+        # Not while a restore is under way: its keys' newest records may still be unread.
+        if idle > 0 and not self.restorer.pending:
             result = self.engine.evict_idle(time.time() - idle)
             if len(result.outputs):
                 self._begin()
@@ -284,17 +303,18 @@ class Runner:
     def _rewind(self) -> None:
         """Back to the last commit: drop state, restore it, and read again from the offsets."""
         parts = sorted(self.assigned)
+        self.restorer.abandon(parts)
         self.table.drop_partitions(parts)
         self.table.take_dirty()
         self.checkpointer.forget_pending()
         for p in parts:
             self.positions.pop(p, None)
-        self._restore(parts)
         topic = self.settings.input_topic
         committed = self.consumer.committed([TopicPartition(topic, p) for p in parts], timeout=30)
         for tp in committed:
             offset = tp.offset if tp.offset >= 0 else -2  # OFFSET_BEGINNING: nothing committed
             self.consumer.seek(TopicPartition(topic, tp.partition, offset))
+        self._start_restore(parts)
         log_event(log, "rewound", partitions=parts)
 
     def _begin(self) -> None:
@@ -343,20 +363,29 @@ class Runner:
 
     # -- rebalances ---------------------------------------------------------------------------
 
-    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         parts = sorted(tp.partition for tp in partitions if tp.topic == self.settings.input_topic)
+        # The restore runs in the poll loop while the open transaction goes on: commit it first,
+        # so that no transaction holds anything from before the new partitions came.
+        self._checkpoint()
+        if self._cooperative:
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
         self.assigned.update(parts)
         self._publish_assignment("assign")
-        self._restore(parts)
+        self._start_restore(parts)
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         parts = [tp.partition for tp in partitions if tp.topic == self.settings.input_topic]
+        self.restorer.abandon(parts)
         self._checkpoint()
         self._drop(parts)
         self._publish_assignment("revoke")
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         parts = [tp.partition for tp in partitions if tp.topic == self.settings.input_topic]
+        self.restorer.abandon(parts)
         self._drop(parts)
         if self.transactional and self._in_transaction:
             # The open transaction holds outputs of partitions that are no longer ours.
@@ -378,22 +407,36 @@ class Runner:
         self.metrics.count_rebalance(kind, len(self.assigned))  # type: ignore[arg-type]
         log_event(log, kind, partitions=sorted(self.assigned))
 
-    def _restore(self, parts: list[int]) -> None:
+    def _start_restore(self, parts: list[int]) -> None:
+        """Pause the partitions and restore them from the poll loop, a slice at a time: a long
+        restore must neither hold a transaction open nor miss the poll interval."""
         if not parts:
             return
         topic = self.settings.input_topic
+        self.consumer.pause([TopicPartition(topic, p) for p in parts])
         self.health.restore_started((topic, p) for p in parts)
-        with self.metrics.restoring(len(parts)):
-            stats = restore_partitions(
-                self.reader,
-                self.settings.changelog_topic,
-                parts,
-                table=self.table,
-                model_version=self.step_fn.version,
-                progress=self.health.mark_polled,
-            )
+        self.restorer.add(parts)
+        self.metrics.set_restoring(len(self.restorer.pending))
+
+    def _restore_slice(self) -> None:
+        finished, stats = self.restorer.step(_RESTORE_SLICE_S)
+        topic = self.settings.input_topic
+        if finished:
+            # Every key of these partitions is restored: their records may be read now.
+            self.consumer.resume([TopicPartition(topic, p) for p in finished])
+            self.health.restore_finished((topic, p) for p in finished)
+        self.metrics.set_restoring(len(self.restorer.pending))
+        if stats is not None:
+            self._restored(stats)
+
+    def _restored(self, stats: RestoreStats) -> None:
         self.metrics.observe_restore(stats.seconds, stats.records, stats.discarded)
-        self.health.restore_finished((topic, p) for p in parts)
+        if stats.corrupt:
+            self.metrics.count_corrupt_states(len(stats.corrupt))
+            for c in stats.corrupt[:_CORRUPT_LOGGED]:
+                log_event(log, "corrupt_state", level=logging.ERROR, key=c.key,
+                          partition=c.partition, offset=c.offset, reason=c.reason,
+                          outcome="the key starts fresh")  # fmt: skip
         log_event(
             log,
             "restored",
@@ -402,4 +445,5 @@ class Runner:
             seconds=round(stats.seconds, 3),
             active_sequences=len(self.table),
             outcomes=dict(stats.outcomes),
+            corrupt_keys=len(stats.corrupt),
         )

@@ -25,6 +25,7 @@ from tests.prefix_sum_step import PrefixSumStep
 
 INPUT = "samples"
 CHANGELOG = "lstm-scorer-state-changelog"
+OUTPUT = "probabilities"
 
 
 class FakeMessage:
@@ -147,6 +148,7 @@ class FakeConsumer:
     callbacks: dict[str, Callable[..., None]] = field(default_factory=dict)
     assignment: set[int] = field(default_factory=set)
     paused: set[int] = field(default_factory=set)
+    held: list[FakeMessage] = field(default_factory=list)
     commits: list[list[tuple[int, int]]] = field(default_factory=list)
     seeks: list[tuple[int, int]] = field(default_factory=list)
     consumed: int = 0  # consume() calls
@@ -160,9 +162,10 @@ class FakeConsumer:
         self.consumed += 1
         if self.before_consume is not None:
             self.before_consume(self)
-        if not self.batches:
-            return []
-        return [m for m in self.batches.pop(0) if m.partition() not in self.paused]
+        # Records of paused partitions wait for their resume; the others flow.
+        batch = [*self.held, *(self.batches.pop(0) if self.batches else [])]
+        self.held = [m for m in batch if m.partition() in self.paused]
+        return [m for m in batch if m.partition() not in self.paused]
 
     def assign_now(self, *partitions: int) -> None:
         """A rebalance that assigns these partitions, as librdkafka runs it inside consume()."""
@@ -251,6 +254,16 @@ class Fakes:
     @property
     def producer(self) -> FakeProducer:
         return self.producers[-1]
+
+    def assign(self, *partitions: int) -> None:
+        """Assign these partitions and let the runner restore them, as its loop would."""
+        self.consumer.assign_now(*partitions)
+        self.restore()
+
+    def restore(self) -> None:
+        """Run restore slices until no partition is left to restore."""
+        while self.runner.restorer.pending:
+            self.runner._restore_slice()
 
 
 def make_runner(

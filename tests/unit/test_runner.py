@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
+from consumer import changelog_codec as codec
+from consumer import runner
 from consumer.batch_result import BatchResult
 from consumer.config import Guarantee
 from consumer.runner import InstanceFencedError
-from tests.unit.kafka_fakes import CHANGELOG, INPUT, FakeConsumer, Fakes, make_runner, sample
+from consumer.state import StateTable
+from tests.unit.kafka_fakes import (
+    CHANGELOG,
+    INPUT,
+    OUTPUT,
+    FakeConsumer,
+    Fakes,
+    make_runner,
+    sample,
+)
 
 
 def _assign_first(*partitions: int) -> object:
@@ -31,9 +43,9 @@ def test_a_batch_that_crashes_commits_nothing(
 ) -> None:
     # The engine fails on the second batch. Closing the consumer revokes its partitions, and the
     # revoke used to checkpoint offsets (or commit the transaction) past the failed batch.
-    f = make_runner(monkeypatch, guarantee)
+    f = make_runner(monkeypatch, guarantee, commit_interval_ms=0)
     f.consumer.before_consume = _assign_first(0)  # type: ignore[assignment]
-    f.consumer.batches = [[sample("a", 0, 0)], [sample("b", 0, 1), sample("c", 0, 2)]]
+    f.consumer.batches = [[], [sample("a", 0, 0)], [sample("b", 0, 1), sample("c", 0, 2)]]
     process = f.runner.engine.process
     batches: list[int] = []
 
@@ -65,7 +77,7 @@ def test_no_tombstone_is_written_for_a_partition_no_longer_owned(
     # later checkpoint, deleting whatever newer state the partition's new owner had written.
     f = make_runner(monkeypatch)
     r = f.runner
-    f.consumer.assign_now(0, 1)
+    f.assign(0, 1)
     r._process([sample("a", 0, 0, ',"end":true'), sample("b", 1, 0)])  # type: ignore[list-item]
     if lost:
         r._checkpoint()  # writes "a ended at 0", commits offset 1, queues a's tombstone
@@ -95,7 +107,7 @@ def test_one_abort_is_one_rewind(monkeypatch: pytest.MonkeyPatch) -> None:
         rewind()
 
     monkeypatch.setattr(r, "_rewind", counted)
-    f.consumer.assign_now(0)
+    f.assign(0)
     r._transacting(r._process, [sample("a", 0, 0)])  # type: ignore[list-item]
     f.producer.fail_send_offsets = KafkaException(
         KafkaError(KafkaError._TIMED_OUT, "injected", retriable=True)
@@ -103,6 +115,7 @@ def test_one_abort_is_one_rewind(monkeypatch: pytest.MonkeyPatch) -> None:
     r._checkpoint()
     assert f.producer.calls[-1] == "abort" and len(rewinds) == 1
     r.sink.serve()  # the purge reports arrive
+    f.restore()  # the rewind restores the partition before its records are read again
     assert f.producer.purged == [] and f.producer.calls.count("abort") == 1
     r._transacting(r._process, [sample("a", 0, 0)])  # type: ignore[list-item]
     r._checkpoint()
@@ -143,3 +156,96 @@ def test_a_fenced_instance_id_ends_the_worker_naming_the_flag(
         f.runner.run()
     assert f.runner.settings.instance_id in str(info.value)
     assert f.consumer.consumed == 3
+
+
+def _changelog_states(
+    partition: int, keys: list[str], step: int
+) -> list[tuple[bytes | None, bytes | None]]:
+    table = StateTable((3, 1), 2)
+    for i, key in enumerate(keys):
+        slot = table.allocate(key, partition)
+        table.steps[slot], table.last_offset[slot] = step, -1 if i else step - 1
+    return [(k.encode(), codec.encode_state(table, k, "prefixsum")) for k in keys]
+
+
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
+@pytest.mark.timeout(30)
+def test_a_restore_runs_in_slices_between_polls_with_no_transaction_open(
+    monkeypatch: pytest.MonkeyPatch, guarantee: Guarantee
+) -> None:
+    # The restore used to run inside the assignment callback: no poll for its whole length (a
+    # long one got the worker dropped from the group) and, exactly-once, the open transaction
+    # waited for it (a long one timed it out). Now: commit, pause, restore a slice per loop
+    # iteration while the partitions already owned keep flowing, then resume.
+    f = make_runner(monkeypatch, guarantee, commit_interval_ms=0)
+    r = f.runner
+    monkeypatch.setattr(runner, "_RESTORE_SLICE_S", 0.0)  # one changelog read per iteration
+    f.reader.records[1] = _changelog_states(1, ["z", *(f"k{i}" for i in range(19))], step=5)
+    f.reader.per_consume = 2
+    seen: dict[str, object] = {}
+
+    def rebalance(consumer: FakeConsumer) -> None:
+        if consumer.consumed == 1:
+            consumer.assign_now(0)
+        elif consumer.consumed == 3:
+            r._transacting(r._process, [sample("a", 0, 0)])  # type: ignore[list-item]
+            reads = f.reader.consumed
+            consumer.assign_now(1)
+            seen["reads_in_callback"] = f.reader.consumed - reads
+            seen["calls_after_assign"] = list(f.producer.calls[-2:])
+            seen["paused"] = set(consumer.paused)
+        elif consumer.consumed > 30:
+            seen["ready"] = r.health.readiness().ready
+            r.stop()
+
+    process = r.engine.process
+    batches: list[tuple[list[int], bool]] = []
+
+    def recording(records: list[object], now: float) -> BatchResult:
+        batches.append(([rec.partition for rec in records], 1 in r.restorer.pending))  # type: ignore[attr-defined]
+        return process(records, now)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(r.engine, "process", recording)
+    f.consumer.before_consume = rebalance
+    f.consumer.batches = [[], [], [], [sample("z", 1, 5)]] + [
+        [sample("a", 0, offset)] for offset in range(1, 8)
+    ]
+    r.run()
+    assert seen["reads_in_callback"] == 0 and seen["paused"] == {1}
+    if r.transactional:
+        assert seen["calls_after_assign"] == ["send_offsets", "commit"]
+    assert ([0], True) in batches  # partition 0 flowed while partition 1 was restoring
+    assert ([1], False) in batches  # partition 1's record waited for its keys
+    outputs = [orjson.loads(p.value or b"") for p in f.producer.produced if p.topic == OUTPUT]
+    assert [o["step"] for o in outputs if o["sequence_id"] == "z"] == [6]  # after step 5
+    assert seen["ready"] is True
+
+
+def test_a_partition_revoked_mid_restore_is_abandoned(monkeypatch: pytest.MonkeyPatch) -> None:
+    f = make_runner(monkeypatch)
+    r = f.runner
+    monkeypatch.setattr(runner, "_RESTORE_SLICE_S", 0.0)
+    f.reader.records[1] = _changelog_states(1, [f"k{i}" for i in range(20)], step=2)
+    f.reader.per_consume = 5
+    f.consumer.assign_now(1)
+    r._restore_slice()
+    assert len(r.table) == 5 and not r.health.readiness().ready
+    f.consumer.revoke_now(1)
+    assert not r.restorer.pending and f.reader.assigned == {} and len(r.table) == 0
+    r._restore_slice()  # nothing left to do
+    f.assign(1)  # assigned again: restored from the beginning
+    assert len(r.table) == 20 and r.health.readiness().ready
+
+
+def test_a_corrupt_newest_state_is_counted_and_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    f = make_runner(monkeypatch)
+    f.reader.records[0] = [*_changelog_states(0, ["a"], step=3), (b"a", b"LSS1\x00")]
+    f.assign(0)
+    assert "a" not in f.runner.table
+    assert f.runner.metrics.states_corrupt._value.get() == 1
+    logged = [rec for rec in caplog.records if rec.getMessage() == "corrupt_state"]
+    assert len(logged) == 1
+    fields = vars(logged[0])["lstm_scorer_fields"]
+    assert (fields["key"], fields["partition"], fields["offset"]) == ("a", 0, 1)
