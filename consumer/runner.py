@@ -72,6 +72,9 @@ class Runner:
             self.reader, settings.changelog_topic, table=self.table, model_version=step_fn.version
         )
         self.positions: Positions = {}
+        # Where a partition paused for a restore reads on when resumed, if not where it stopped:
+        # a resume may go back to the last position consumed, undoing a seek made while paused.
+        self._resume_at: Positions = {}
         self.assigned: set[int] = set()
         self.stopping = False
         self.failed = False  # the loop ended on an exception: commit nothing any more
@@ -175,9 +178,8 @@ class Runner:
             assert partition is not None and offset is not None
             if partition in restoring:
                 # Paused, so not expected; read it again once the partition's keys are restored.
-                if partition not in read:
-                    self.consumer.seek(TopicPartition(s.input_topic, partition, offset))
-                    read[partition] = -1
+                at = self._resume_at.get(partition, offset)
+                self._resume_at[partition] = min(at, offset) if at >= 0 else at
                 continue
             item = decode_input(
                 msg.key(),
@@ -202,7 +204,7 @@ class Runner:
             read[partition] = offset + 1
         result = self.engine.process(records, time.time())
         self._emit(result)
-        self.positions.update((p, o) for p, o in read.items() if o >= 0)
+        self.positions.update(read)
         self.metrics.observe_batch(len(msgs), result.samples, result.waves, result.step_seconds)
         if stamps:
             now_ms = time.time() * 1000
@@ -311,10 +313,10 @@ class Runner:
             self.positions.pop(p, None)
         topic = self.settings.input_topic
         committed = self.consumer.committed([TopicPartition(topic, p) for p in parts], timeout=30)
-        for tp in committed:
-            offset = tp.offset if tp.offset >= 0 else -2  # OFFSET_BEGINNING: nothing committed
-            self.consumer.seek(TopicPartition(topic, tp.partition, offset))
         self._start_restore(parts)
+        for tp in committed:
+            # Read again from there once restored; OFFSET_BEGINNING (-2) if nothing is committed.
+            self._resume_at[tp.partition] = tp.offset if tp.offset >= 0 else -2
         log_event(log, "rewound", partitions=parts)
 
     def _begin(self) -> None:
@@ -398,6 +400,7 @@ class Runner:
         self.checkpointer.drop_partitions(parts)
         for p in parts:
             self.positions.pop(p, None)
+            self._resume_at.pop(p, None)
         self.assigned.difference_update(parts)
         log_event(log, "partitions_dropped", partitions=sorted(parts), sequences=dropped)
 
@@ -424,6 +427,9 @@ class Runner:
         if finished:
             # Every key of these partitions is restored: their records may be read now.
             self.consumer.resume([TopicPartition(topic, p) for p in finished])
+            for p in finished:
+                if p in self._resume_at:
+                    self.consumer.seek(TopicPartition(topic, p, self._resume_at.pop(p)))
             self.health.restore_finished((topic, p) for p in finished)
         self.metrics.set_restoring(len(self.restorer.pending))
         if stats is not None:

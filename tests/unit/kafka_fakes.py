@@ -151,6 +151,7 @@ class FakeConsumer:
     held: list[FakeMessage] = field(default_factory=list)
     commits: list[list[tuple[int, int]]] = field(default_factory=list)
     seeks: list[tuple[int, int]] = field(default_factory=list)
+    ops: list[tuple[str, int]] = field(default_factory=list)  # pause, resume, seek, in order
     consumed: int = 0  # consume() calls
     closed: bool = False
     before_consume: Callable[[FakeConsumer], None] | None = None
@@ -181,9 +182,11 @@ class FakeConsumer:
 
     def pause(self, partitions: list[TopicPartition]) -> None:
         self.paused.update(tp.partition for tp in partitions)
+        self.ops += [("pause", tp.partition) for tp in partitions]
 
     def resume(self, partitions: list[TopicPartition]) -> None:
         self.paused.difference_update(tp.partition for tp in partitions)
+        self.ops += [("resume", tp.partition) for tp in partitions]
 
     def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
         self.commits.append([(tp.partition, tp.offset) for tp in offsets])
@@ -193,6 +196,7 @@ class FakeConsumer:
 
     def seek(self, tp: TopicPartition) -> None:
         self.seeks.append((tp.partition, tp.offset))
+        self.ops.append(("seek", tp.partition))
 
     def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
         return [TopicPartition(tp.topic, tp.partition, -1001) for tp in partitions]

@@ -116,6 +116,10 @@ def test_one_abort_is_one_rewind(monkeypatch: pytest.MonkeyPatch) -> None:
     assert f.producer.calls[-1] == "abort" and len(rewinds) == 1
     r.sink.serve()  # the purge reports arrive
     f.restore()  # the rewind restores the partition before its records are read again
+    # Back to the committed offset (none: the beginning) once resumed, not before: a resume may
+    # go back to the last position consumed.
+    assert f.consumer.ops[-3:] == [("pause", 0), ("resume", 0), ("seek", 0)]
+    assert f.consumer.seeks[-1] == (0, -2)
     assert f.producer.purged == [] and f.producer.calls.count("abort") == 1
     r._transacting(r._process, [sample("a", 0, 0)])  # type: ignore[list-item]
     r._checkpoint()
@@ -249,3 +253,16 @@ def test_a_corrupt_newest_state_is_counted_and_logged(
     assert len(logged) == 1
     fields = vars(logged[0])["lstm_scorer_fields"]
     assert (fields["key"], fields["partition"], fields["offset"]) == ("a", 0, 1)
+
+
+def test_a_record_of_a_partition_still_restoring_is_read_again_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    f = make_runner(monkeypatch)
+    r = f.runner
+    f.reader.records[1] = _changelog_states(1, ["z"], step=5)
+    f.consumer.assign_now(1)
+    r._process([sample("z", 1, 7), sample("z", 1, 8)])  # type: ignore[list-item]
+    assert not f.producer.produced and r.positions == {}
+    f.restore()
+    assert f.consumer.ops[-2:] == [("resume", 1), ("seek", 1)] and f.consumer.seeks[-1] == (1, 7)
