@@ -115,6 +115,10 @@ class Checkpointer:
         if failure:
             raise failure[0]
 
+    def pending(self) -> bool:
+        """Whether tombstones wait for the next checkpoint."""
+        return bool(self._tombstones)
+
     def forget_pending(self) -> None:
         """After a rewind the changelog is read again; pending tombstones are re-derived."""
         self._tombstones.clear()

@@ -79,6 +79,7 @@ class Runner:
         self.stopping = False
         self.failed = False  # the loop ended on an exception: commit nothing any more
         self._in_transaction = False
+        self._uncommitted = False  # records read or outputs sent since the last checkpoint
         strategy = settings.consumer_properties().get("partition.assignment.strategy", "")
         self._cooperative = strategy in ("", "cooperative-sticky")  # kafka_clients' default
         self._new_producer()
@@ -112,7 +113,10 @@ class Runner:
                 if now >= next_chores:
                     self._transacting(self._chores)
                     next_chores = now + _HOUSEKEEPING_S
-                if now >= next_commit:
+                # The interval spaces out checkpoints that have something to commit. An idle
+                # worker has nothing to space out: the first batch after idleness is committed
+                # at once, not up to an interval after it was delivered.
+                if now >= next_commit and (self._uncommitted or self.checkpointer.pending()):
                     self._checkpoint()
                     next_commit = time.monotonic() + commit_every
             self._checkpoint()
@@ -162,6 +166,7 @@ class Runner:
     def _process(self, msgs: list[Message]) -> None:
         s = self.settings
         self._begin()
+        self._uncommitted = True
         records: list[InputRecord] = []
         stamps: list[int] = []
         # Positions advance only once the batch's outputs are handed to the sink: a batch that
@@ -231,6 +236,7 @@ class Runner:
             result = self.engine.evict_idle(time.time() - idle)
             if len(result.outputs):
                 self._begin()
+                self._uncommitted = True
                 self._emit(result)
                 log_event(log, "idle_evicted", sequences=len(result.outputs))
         self.metrics.set_state_table(len(self.table), self.table.nbytes())
@@ -259,6 +265,7 @@ class Runner:
         try:
             self.checkpointer.commit(self.consumer, self.positions, self.assigned)
             self._in_transaction = False
+            self._uncommitted = False
         except DeliveryFailedError as exc:
             self.metrics.count_commit_failure("delivery")
             log_event(log, "commit_failed", level=logging.ERROR, reason=str(exc))

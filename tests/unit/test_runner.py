@@ -266,3 +266,27 @@ def test_a_record_of_a_partition_still_restoring_is_read_again_after(
     assert not f.producer.produced and r.positions == {}
     f.restore()
     assert f.consumer.ops[-2:] == [("resume", 1), ("seek", 1)] and f.consumer.seeks[-1] == (1, 7)
+
+
+@pytest.mark.timeout(30)
+def test_the_first_batch_after_idleness_is_checkpointed_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The commit timer ran from the last checkpoint even when it had nothing to commit, so a
+    # worker's first batch waited up to an interval: long enough for a crash to lose its state
+    # after its outputs were out. An idle worker no longer commits the same offsets again either.
+    f = make_runner(monkeypatch, commit_interval_ms=600_000)
+    commits_seen: list[int] = []
+
+    def hook(consumer: FakeConsumer) -> None:
+        if consumer.consumed == 1:
+            consumer.assign_now(0)
+        commits_seen.append(len(consumer.commits))
+        if consumer.consumed == 20:
+            f.runner.stop()
+
+    f.consumer.before_consume = hook
+    f.consumer.batches = [[] for _ in range(5)] + [[sample("a", 0, 0)]]
+    f.runner.run()
+    assert commits_seen[6] == 1 and f.consumer.commits[0] == [(0, 1)]  # right after the batch
+    assert commits_seen[-1] == 1  # idle since: no further commits until the stop
