@@ -90,10 +90,12 @@ def decode(value: bytes) -> Snapshot:
 def restore(
     table: StateTable, key: str, partition: int, value: bytes, model_version: str
 ) -> RestoreOutcome:
-    """Apply one changelog record to the table (the newest record of a key wins)."""
+    """Apply one changelog record to the table (the newest record of a key wins). A corrupt
+    record forgets the key: an older state must not stand in for the newest one."""
     try:
         snap = decode(value)
     except CorruptSnapshotError:
+        forget(table, key)
         return "corrupt"
     if snap.model_version != model_version:
         forget(table, key)
@@ -102,7 +104,8 @@ def restore(
         forget(table, key)
         table.ended[key] = EndedKey(partition, snap.offset)
         return "ended"
-    if len(snap.last_output) != table.n_outputs or len(snap.state) != sum(table.state_sizes):
+    if _wrong_shape(table, snap):
+        forget(table, key)
         return "corrupt"
     slot = table.slot_of(key)
     if slot is None:
@@ -117,6 +120,24 @@ def restore(
         arr[slot] = snap.state[start : start + size]
         start += size
     return "restored"
+
+
+def corrupt_reason(table: StateTable, value: bytes) -> str:
+    """Why `restore` found a record corrupt, for the log."""
+    try:
+        snap = decode(value)
+    except CorruptSnapshotError as exc:
+        return str(exc)
+    if _wrong_shape(table, snap):
+        return (
+            f"{len(snap.last_output)} outputs and {len(snap.state)} state floats, the model has "
+            f"{table.n_outputs} and {sum(table.state_sizes)}"
+        )
+    return "not corrupt"
+
+
+def _wrong_shape(table: StateTable, snap: Snapshot) -> bool:
+    return len(snap.last_output) != table.n_outputs or len(snap.state) != sum(table.state_sizes)
 
 
 def forget(table: StateTable, key: str) -> None:

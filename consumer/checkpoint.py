@@ -15,13 +15,17 @@ committed; a read_committed reader sees all of it or none of it.
 
 A sequence that ended is first written as an "ended at offset X" record, and replaced by a
 tombstone once the input offsets are committed past X, so a replay never resurrects it.
+
+Changelog records are written only for partitions owned at the moment they are written: a state
+or tombstone queued for a partition that was revoked or lost since would overwrite what its new
+owner wrote.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 
 from confluent_kafka import Consumer, TopicPartition
 
@@ -62,12 +66,16 @@ class Checkpointer:
         self.timeout_s = timeout_s
         self._tombstones: dict[str, int] = {}  # key -> changelog partition
 
-    def commit(self, consumer: Consumer, positions: Positions) -> None:
-        """One checkpoint; raises (DeliveryFailedError, KafkaException) if it did not happen."""
+    def commit(self, consumer: Consumer, positions: Positions, owned: Collection[int]) -> None:
+        """One checkpoint of the input partitions `owned` now; raises (DeliveryFailedError,
+        KafkaException) if it did not happen."""
         started = time.monotonic()
         offsets = [TopicPartition(self.input_topic, p, o) for p, o in sorted(positions.items())]
         if self.transactional:
-            self._write_changelog()
+            self._write_changelog(owned)
+            # A failed delivery makes commit_transaction fail; one already reported is raised
+            # here instead, so that a committed transaction is never followed by a failure.
+            self.sink.raise_failures()
             producer = self.sink.producer
             assert producer is not None
             if offsets:
@@ -77,10 +85,9 @@ class Checkpointer:
                     lambda: producer.send_offsets_to_transaction(offsets, metadata, self.timeout_s),
                 )
             self._bounded("commit_transaction", lambda: producer.commit_transaction(self.timeout_s))
-            self.sink.raise_failures()
         else:
             self.sink.flush(self.timeout_s)
-            self._write_changelog()
+            self._write_changelog(owned)
             self.sink.flush(self.timeout_s)
             if offsets:
                 consumer.commit(offsets=offsets, asynchronous=False)
@@ -108,11 +115,20 @@ class Checkpointer:
         if failure:
             raise failure[0]
 
+    def pending(self) -> bool:
+        """Whether tombstones wait for the next checkpoint."""
+        return bool(self._tombstones)
+
     def forget_pending(self) -> None:
         """After a rewind the changelog is read again; pending tombstones are re-derived."""
         self._tombstones.clear()
 
-    def _write_changelog(self) -> None:
+    def drop_partitions(self, partitions: Iterable[int]) -> None:
+        """Revoked or lost: their pending tombstones are the next owner's to write."""
+        gone = set(partitions)
+        self._tombstones = {k: p for k, p in self._tombstones.items() if p not in gone}
+
+    def _write_changelog(self, owned: Collection[int]) -> None:
         table = self.table
         topic = self.changelog_topic
         written = 0
@@ -127,10 +143,12 @@ class Checkpointer:
                 partition = ended.partition
             else:
                 continue  # dropped with its partition: the new owner writes it
+            if partition not in owned:
+                continue
             self.sink.send(topic, value, key.encode(), partition)
             written += 1
         for key, partition in self._tombstones.items():
-            if key not in table and key not in table.ended:
+            if partition in owned and key not in table and key not in table.ended:
                 self.sink.send(topic, None, key.encode(), partition)
                 written += 1
         self._tombstones.clear()

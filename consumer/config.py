@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import re
 import socket
 from collections.abc import Mapping, Sequence
@@ -63,6 +62,7 @@ _OWNED_PROPERTIES = {
     "bootstrap.servers": "set it with --bootstrap-servers",
     "group.id": "set it with --group-id",
     "transactional.id": "it is derived from --group-id and --instance-id",
+    "group.instance.id": "set it with --instance-id",
     "enable.auto.commit": "the service commits offsets itself, after outputs are delivered",
     "enable.auto.offset.store": "the service stores offsets itself, after outputs are delivered",
 }
@@ -101,8 +101,8 @@ _HELP: dict[str, str] = {
     "log_format": "|".join(LOG_FORMATS),
     "log_level": "|".join(LOG_LEVELS),
     "create_topics": "create missing topics at start",
-    "instance_id": "stable worker name, in transactional.id <group-id>-<instance-id>; "
-    "default <hostname>-<pid>",
+    "instance_id": "worker name, stable across restarts and unique in the group: "
+    "group.instance.id and transactional.id <group-id>-<instance-id>; default the host name",
     "startup_timeout_s": "give up when the broker is not reachable within this time",
     "features": "features per sample the producers send; the model must read exactly this many "
     "(checked at start); 0: whatever the model reads",
@@ -120,8 +120,10 @@ def _env(name: str) -> str:
 
 
 def default_instance_id() -> str:
-    """Hostname and pid: unique per process; set INSTANCE_ID for a name that survives restarts."""
-    return f"{socket.gethostname()}-{os.getpid()}"
+    """The host name (on Kubernetes, the pod name): the same across restarts, so a restarted
+    worker fences its predecessor's transaction and keeps its static group membership. Several
+    workers on one host need an --instance-id each."""
+    return socket.gethostname() or "localhost"
 
 
 def is_secret(property_name: str) -> bool:

@@ -36,6 +36,8 @@ def consumer_config(
         "fetch.wait.max.ms": min(100, max(1, settings.max_wait_ms)),
         **settings.consumer_properties(),
         "group.id": settings.group_id,
+        # Static membership: a worker restarted within the session timeout keeps its partitions.
+        "group.instance.id": settings.instance_id,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "error_cb": on_error,

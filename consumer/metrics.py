@@ -179,6 +179,11 @@ class Metrics:
         self.states_discarded = counter(
             "restored_states_discarded", "Restored states discarded for a model version mismatch."
         )
+        # The newest changelog record of these keys could not be read: they started afresh.
+        self.states_corrupt = counter(
+            "restored_states_corrupt",
+            "Keys whose newest changelog record was corrupt at restore; they start fresh.",
+        )
         # Commit (or transaction) cost and failures by kind.
         self.commit_seconds = histogram(
             "commit_seconds", "Time to flush, check deliveries and commit.", COMMIT_BUCKETS
@@ -287,6 +292,13 @@ class Metrics:
         self.restore_seconds.observe(seconds)
         self.restored_records.inc(records)
         self.states_discarded.inc(discarded)
+
+    def set_restoring(self, partitions: int) -> None:
+        """Input partitions whose restore is under way now."""
+        self.restore_in_progress.set(partitions)
+
+    def count_corrupt_states(self, keys: int) -> None:
+        self.states_corrupt.inc(keys)
 
     def observe_commit(self, seconds: float) -> None:
         self.commit_seconds.observe(seconds)

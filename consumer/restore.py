@@ -3,7 +3,12 @@
 Changelog partition p holds the keys of input partition p. Restoring reads it from the beginning
 up to its end as of the start of the restore (the high watermark, or the last stable offset for a
 read_committed reader); the newest record of a key wins, a tombstone forgets it, a record written
-under another model version is discarded and counted.
+under another model version is discarded and counted. A corrupt record forgets the key too: the
+newest record is the truth, and an older state must not stand in for it. The key starts fresh,
+and the record is reported (key, partition, offset, reason) unless a newer one of the key follows.
+
+A `Restorer` works in slices (`step`), so that the poll loop can keep polling between them: a
+restore may take longer than the consumer's poll interval or a transaction's timeout.
 """
 
 from __future__ import annotations
@@ -11,9 +16,9 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from consumer import changelog_codec as codec
 from consumer.state import StateTable
@@ -38,15 +43,196 @@ class RestoreError(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
+class CorruptRecord:
+    """The newest changelog record of a key, which could not be applied."""
+
+    key: str | None  # None: the record had no key
+    partition: int
+    offset: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class RestoreStats:
     partitions: tuple[int, ...]
     records: int
     outcomes: Counter[str]  # restored, ended, tombstone, version_mismatch, corrupt
     seconds: float
+    corrupt: tuple[CorruptRecord, ...] = ()  # keys that start fresh because of them
 
     @property
     def discarded(self) -> int:
         return self.outcomes["version_mismatch"]
+
+
+@dataclass
+class _Session:
+    """Everything restored since the restorer was last idle: one `restored` report."""
+
+    started: float
+    partitions: list[int] = field(default_factory=list)
+    records: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    corrupt: dict[str | None, CorruptRecord] = field(default_factory=dict)
+
+
+class Restorer:
+    """Restores partitions added at any time, a slice at a time."""
+
+    def __init__(
+        self,
+        reader: Consumer,
+        topic: str,
+        *,
+        table: StateTable,
+        model_version: str,
+        timeout_s: float = 300.0,
+    ) -> None:
+        self.reader = reader
+        self.topic = topic
+        self.table = table
+        self.model_version = model_version
+        self.timeout_s = timeout_s  # the longest a partition may go without any progress
+        self._ends: dict[int, int] = {}  # partition -> end offset (exclusive)
+        self._next: dict[int, int] = {}  # partition -> next offset to read
+        self._done: list[int] = []  # finished, not yet reported by step()
+        self._session: _Session | None = None
+        self._progress_at = time.monotonic()
+        self._assigned = False
+
+    @property
+    def pending(self) -> set[int]:
+        """Partitions added and not yet reported finished by `step`."""
+        return set(self._ends) | set(self._done)
+
+    def add(self, partitions: Iterable[int]) -> None:
+        """Start restoring these partitions (from their beginning, dropping any progress)."""
+        now = time.monotonic()
+        if self._session is None:
+            self._session = _Session(now)
+        self._progress_at = now
+        for p in partitions:
+            low, high = _watermarks(
+                self.reader, TopicPartition(self.topic, p), now + self.timeout_s
+            )
+            if p not in self._session.partitions:
+                self._session.partitions.append(p)
+            if p in self._done:
+                self._done.remove(p)
+            if high > low:
+                self._ends[p], self._next[p] = high, low
+            else:
+                self._ends.pop(p, None)
+                self._done.append(p)
+        self._reassign()
+
+    def abandon(self, partitions: Iterable[int]) -> None:
+        """Stop restoring these partitions (revoked or lost); what they restored stays in the
+        table for the caller to drop."""
+        gone = set(partitions)
+        for p in gone:
+            self._ends.pop(p, None)
+            self._next.pop(p, None)
+        self._done = [p for p in self._done if p not in gone]
+        if self._session is not None:
+            self._session.partitions = [p for p in self._session.partitions if p not in gone]
+            corrupt = self._session.corrupt
+            for key in [k for k, c in corrupt.items() if c.partition in gone]:
+                del corrupt[key]
+        self._reassign()
+        if not self.pending:
+            self._session = None
+
+    def step(self, budget_s: float) -> tuple[list[int], RestoreStats | None]:
+        """Read for about `budget_s`. Returns the partitions finished since the last call and,
+        when nothing is left to restore, the whole restore's figures."""
+        session = self._session
+        if session is None:
+            return [], None
+        deadline = time.monotonic() + budget_s
+        while self._ends:  # at least one read per slice, however small the budget
+            timeout = max(0.0, min(0.1, deadline - time.monotonic()))
+            msgs = self.reader.consume(_BATCH, timeout=timeout)
+            if msgs:
+                self._progress_at = time.monotonic()
+            self._apply(msgs, session)
+            if time.monotonic() >= deadline:
+                break
+        if self._ends and time.monotonic() - self._progress_at > self.timeout_s:
+            raise RestoreError(
+                f"changelog partitions {sorted(self._ends)} not restored: nothing read for "
+                f"{self.timeout_s:g} s"
+            )
+        finished, self._done = self._done, []
+        if self._ends:
+            return finished, None
+        self._session = None
+        stats = RestoreStats(
+            tuple(session.partitions),
+            session.records,
+            session.outcomes,
+            time.monotonic() - session.started,
+            tuple(session.corrupt.values()),
+        )
+        return finished, stats
+
+    def _apply(self, msgs: list[Message], session: _Session) -> None:
+        table, model_version, ends = self.table, self.model_version, self._ends
+        finished = False
+        for msg in msgs:
+            p, offset = msg.partition(), msg.offset()
+            assert p is not None and offset is not None
+            if p not in ends:
+                continue  # abandoned, or fetched before it was finished
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    finished = self._finish(p) or finished
+                    continue
+                raise KafkaException(err)
+            if offset >= ends[p]:
+                finished = self._finish(p) or finished
+                continue
+            session.records += 1
+            self._next[p] = offset + 1
+            raw_key = msg.key()
+            if not raw_key:
+                session.outcomes["corrupt"] += 1
+                session.corrupt[None] = CorruptRecord(None, p, offset, "no key")
+            else:
+                key = raw_key.decode("utf-8", "replace")
+                value = msg.value()
+                if value is None:
+                    codec.forget(table, key)
+                    outcome = "tombstone"
+                else:
+                    outcome = codec.restore(table, key, p, value, model_version)
+                session.outcomes[outcome] += 1
+                if outcome == "corrupt":
+                    reason = codec.corrupt_reason(table, value) if value else "empty value"
+                    session.corrupt[key] = CorruptRecord(key, p, offset, reason)
+                elif session.corrupt:
+                    session.corrupt.pop(key, None)  # a newer record of the key is the truth
+            if offset >= ends[p] - 1:
+                finished = self._finish(p) or finished
+        if finished:
+            self._reassign()
+
+    def _finish(self, p: int) -> bool:
+        if p not in self._ends:
+            return False
+        del self._ends[p]
+        self._next.pop(p, None)
+        self._done.append(p)
+        return True
+
+    def _reassign(self) -> None:
+        if self._ends:
+            self.reader.assign([TopicPartition(self.topic, p, self._next[p]) for p in self._ends])
+            self._assigned = True
+        elif self._assigned:
+            self.reader.unassign()
+            self._assigned = False
 
 
 def restore_partitions(
@@ -59,32 +245,15 @@ def restore_partitions(
     timeout_s: float = 300.0,
     progress: Callable[[], None] = lambda: None,
 ) -> RestoreStats:
-    """Restore; `progress` is called after every fetched batch (a restore is liveness too)."""
-    started = time.monotonic()
-    wanted = tuple(sorted(partitions))
-    ends: dict[int, int] = {}
-    begins: dict[int, int] = {}
-    for p in wanted:
-        low, high = _watermarks(reader, TopicPartition(topic, p), started + timeout_s)
-        if high > low:
-            begins[p], ends[p] = low, high
-    outcomes: Counter[str] = Counter()
-    records = 0
-    if ends:
-        reader.assign([TopicPartition(topic, p, begins[p]) for p in ends])
-        try:
-            records = _read_to_end(
-                reader,
-                ends,
-                table=table,
-                model_version=model_version,
-                outcomes=outcomes,
-                deadline=started + timeout_s,
-                progress=progress,
-            )
-        finally:
-            reader.unassign()
-    return RestoreStats(wanted, records, outcomes, time.monotonic() - started)
+    """Restore to the end at once; `progress` is called after every slice."""
+    restorer = Restorer(reader, topic, table=table, model_version=model_version,
+                        timeout_s=timeout_s)  # fmt: skip
+    restorer.add(partitions)
+    while True:
+        _, stats = restorer.step(0.5)
+        progress()
+        if stats is not None:
+            return stats
 
 
 def _watermarks(reader: Consumer, tp: TopicPartition, deadline: float) -> tuple[int, int]:
@@ -100,48 +269,3 @@ def _watermarks(reader: Consumer, tp: TopicPartition, deadline: float) -> tuple[
             if not (err.retriable() or err.code() in _TRANSIENT) or time.monotonic() > deadline:
                 raise
         time.sleep(_RETRY_S)
-
-
-def _read_to_end(
-    reader: Consumer,
-    ends: dict[int, int],
-    *,
-    table: StateTable,
-    model_version: str,
-    outcomes: Counter[str],
-    deadline: float,
-    progress: Callable[[], None],
-) -> int:
-    remaining = set(ends)
-    records = 0
-    while remaining:
-        if time.monotonic() > deadline:
-            raise RestoreError(f"changelog partitions {sorted(remaining)} not restored in time")
-        progress()
-        for msg in reader.consume(_BATCH, timeout=0.5):
-            p, offset = msg.partition(), msg.offset()
-            assert p is not None and offset is not None
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    remaining.discard(p)
-                    continue
-                raise KafkaException(err)
-            if offset >= ends[p]:
-                remaining.discard(p)
-                continue
-            records += 1
-            raw_key = msg.key()
-            if not raw_key:
-                outcomes["corrupt"] += 1
-            else:
-                key = raw_key.decode("utf-8", "replace")
-                value = msg.value()
-                if value is None:
-                    codec.forget(table, key)
-                    outcomes["tombstone"] += 1
-                else:
-                    outcomes[codec.restore(table, key, p, value, model_version)] += 1
-            if offset >= ends[p] - 1:
-                remaining.discard(p)
-    return records

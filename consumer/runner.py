@@ -3,7 +3,8 @@ Kafka and the engine; each step it takes lives in a module named after it.
 
     consume a micro-batch -> decode (bad input -> dead-letter topic) -> engine -> outputs
     every commit interval: checkpoint (see consumer.checkpoint for the order)
-    on assign: restore the new partitions' keys from the changelog before reading them
+    on assign: pause the new partitions; restore their keys from the changelog a slice per loop
+               iteration (the other partitions keep flowing), then resume them
     on revoke: checkpoint, then drop their keys; on lost: drop them, commit nothing
 """
 
@@ -35,12 +36,20 @@ from consumer.logging_setup import log_event
 from consumer.messages import InputRecord, Rejection, decode_input, dlq_headers
 from consumer.metrics import Metrics
 from consumer.model.step import StepFunction
-from consumer.restore import restore_partitions
+from consumer.restore import Restorer, RestoreStats
 from consumer.sink import DeliveryFailedError, Sink
 from consumer.state import StateTable
 
 log = logging.getLogger("consumer.runner")
 _HOUSEKEEPING_S = 1.0
+_SESSION_TIMEOUT_MS = 45_000  # librdkafka's default session.timeout.ms
+# Restore work per loop iteration: short enough for the partitions already owned to keep flowing.
+_RESTORE_SLICE_S = 0.2
+_CORRUPT_LOGGED = 20  # corrupt changelog records logged one by one per restore; the rest counted
+
+
+class InstanceFencedError(RuntimeError):
+    """Another consumer joined the group with this worker's group.instance.id."""
 
 
 class Runner:
@@ -64,12 +73,22 @@ class Runner:
             transactional=self.transactional,
             metrics=metrics,
         )
-        self.consumer = new_consumer(settings, self._on_kafka_error)
+        self.consumer = new_consumer(settings, self._on_consumer_error)
         self.reader = Consumer(restore_consumer_config(settings))
+        self.restorer = Restorer(
+            self.reader, settings.changelog_topic, table=self.table, model_version=step_fn.version
+        )
         self.positions: Positions = {}
+        # Where a partition paused for a restore reads on when resumed, if not where it stopped:
+        # a resume may go back to the last position consumed, undoing a seek made while paused.
+        self._resume_at: Positions = {}
         self.assigned: set[int] = set()
         self.stopping = False
+        self.failed = False  # the loop ended on an exception: commit nothing any more
         self._in_transaction = False
+        self._uncommitted = False  # records read or outputs sent since the last checkpoint
+        strategy = settings.consumer_properties().get("partition.assignment.strategy", "")
+        self._cooperative = strategy in ("", "cooperative-sticky")  # kafka_clients' default
         self._new_producer()
 
     def stop(self) -> None:
@@ -86,6 +105,7 @@ class Runner:
         )
         commit_every = s.commit_interval_ms / 1000
         next_commit = next_chores = time.monotonic()
+        clean = False
         try:
             while not self.stopping:
                 msgs = self.consumer.consume(s.max_batch, timeout=s.max_wait_ms / 1000)
@@ -93,20 +113,50 @@ class Runner:
                 self.metrics.mark_polled()
                 if msgs:
                     self._transacting(self._process, msgs)
+                if self.restorer.pending:
+                    self._restore_slice()
                 self.sink.serve()
                 now = time.monotonic()
                 if now >= next_chores:
                     self._transacting(self._chores)
                     next_chores = now + _HOUSEKEEPING_S
-                if now >= next_commit:
+                # The interval spaces out checkpoints that have something to commit. An idle
+                # worker has nothing to space out: the first batch after idleness is committed
+                # at once, not up to an interval after it was delivered.
+                if now >= next_commit and (self._uncommitted or self.checkpointer.pending()):
                     self._checkpoint()
                     next_commit = time.monotonic() + commit_every
             self._checkpoint()
+            clean = True
         finally:
-            log_event(log, "shutdown", partitions=sorted(self.assigned))
-            self.consumer.close()  # leaves the group; revokes (and so checkpoints) first
-            self.reader.close()
-            if self.sink.producer is not None:
+            self._shut_down(clean)
+
+    def _shut_down(self, clean: bool) -> None:
+        """Close the clients. After a failure nothing may be committed on the way out: the state
+        and positions may reflect part of the batch that failed, which must be read again."""
+        # A static member (group.instance.id) does not leave the group when it closes: a restart
+        # within the session timeout gets its partitions back with no rebalance, and otherwise
+        # they move to other workers only when the session times out.
+        session_ms = self.settings.consumer_properties().get("session.timeout.ms")
+        moved_after_s = int(session_ms or _SESSION_TIMEOUT_MS) / 1000
+        if clean:
+            log_event(log, "shutdown", partitions=sorted(self.assigned),
+                      instance_id=self.settings.instance_id,
+                      partitions_move_after_s=moved_after_s)  # fmt: skip
+        else:
+            self.failed = True  # the revoke that close() runs must not checkpoint
+            self.stopping = True  # and a producer replaced on the way out gets no retries
+            log_event(log, "shutdown_without_commit", level=logging.ERROR,
+                      partitions=sorted(self.assigned), instance_id=self.settings.instance_id,
+                      partitions_move_after_s=moved_after_s)  # fmt: skip
+            if self.transactional and self._in_transaction:
+                with contextlib.suppress(KafkaException):
+                    self._abort_or_replace()
+        with contextlib.suppress(KafkaException):  # a consumer in a fatal state may refuse
+            self.consumer.close()  # revokes (and, after a clean stop, checkpoints) first
+        self.reader.close()
+        if self.sink.producer is not None:
+            with contextlib.suppress(KafkaException):
                 self.sink.producer.flush(10)
 
     def _transacting(self, work: Callable[..., None], *args: list[Message]) -> None:
@@ -123,16 +173,26 @@ class Runner:
     def _process(self, msgs: list[Message]) -> None:
         s = self.settings
         self._begin()
+        self._uncommitted = True
         records: list[InputRecord] = []
         stamps: list[int] = []
+        # Positions advance only once the batch's outputs are handed to the sink: a batch that
+        # fails half-way must not be committed by a later checkpoint.
+        read: Positions = {}
+        restoring = self.restorer.pending
         n_features = self.step_fn.n_features
         for msg in msgs:
             err = msg.error()
             if err is not None:
-                self._on_kafka_error(err)
+                self._on_consumer_error(err)
                 continue
             partition, offset = msg.partition(), msg.offset()
             assert partition is not None and offset is not None
+            if partition in restoring:
+                # Paused, so not expected; read it again once the partition's keys are restored.
+                at = self._resume_at.get(partition, offset)
+                self._resume_at[partition] = min(at, offset) if at >= 0 else at
+                continue
             item = decode_input(
                 msg.key(),
                 msg.value(),
@@ -147,7 +207,7 @@ class Runner:
                 stamps.append(stamp if kind != TIMESTAMP_NOT_AVAILABLE else int(time.time() * 1000))
             else:
                 self._dead_letter(msg, item)
-            self.positions[partition] = offset + 1
+            read[partition] = offset + 1
         # Record times (Kafka timestamps) judge idleness, not the time the worker reads them.
         result = self.engine.process(records, np.asarray(stamps, np.float64) / 1000)
         self._emit(result)
@@ -155,6 +215,7 @@ class Runner:
             by_position = {(m.partition(), m.offset()): m for m in msgs}
             for r in result.rejected:
                 self._dead_letter(by_position[r.record.partition, r.record.offset], r.rejection)
+        self.positions.update(read)
         self.metrics.observe_batch(len(msgs), result.samples, result.waves, result.step_seconds)
         if stamps:
             now_ms = time.time() * 1000
@@ -187,13 +248,15 @@ class Runner:
         """Idle eviction and the gauges, about once a second."""
         lags = self._lag()
         idle = self.settings.idle_timeout_s
-        if idle > 0:
-            # Only partitions read to their end evict: on one with lag, the keys' next samples
-            # may wait in the backlog (after a downtime, say).
+        # Not while a restore is under way: its keys' newest records may still be unread. Only
+        # partitions read to their end evict: on one with lag, the keys' next samples may wait in
+        # the backlog (after a downtime, say).
+        if idle > 0 and not self.restorer.pending:
             caught_up = [p for (_, p), lag in lags.items() if lag == 0]
             result = self.engine.evict_idle(idle, caught_up=caught_up, now=time.time())
             if len(result.outputs):
                 self._begin()
+                self._uncommitted = True
                 self._emit(result)
                 log_event(log, "idle_evicted", sequences=len(result.outputs))
         self.metrics.set_state_table(len(self.table), self.table.nbytes())
@@ -226,14 +289,19 @@ class Runner:
     # -- checkpoints and failures -------------------------------------------------------------
 
     def _checkpoint(self) -> None:
+        if self.failed:
+            return
         if self.transactional and not self._in_transaction:
             return  # nothing consumed or produced since the last commit
         try:
-            self.checkpointer.commit(self.consumer, self.positions)
+            self.checkpointer.commit(self.consumer, self.positions, self.assigned)
             self._in_transaction = False
+            self._uncommitted = False
         except DeliveryFailedError as exc:
             self.metrics.count_commit_failure("delivery")
             log_event(log, "commit_failed", level=logging.ERROR, reason=str(exc))
+            if self.transactional:
+                self._abort_or_replace()  # raised before the commit: the transaction is open
             self._rewind()
         except StuckTransactionError as exc:
             log_event(log, "producer_replaced", level=logging.ERROR, reason=str(exc))
@@ -275,17 +343,18 @@ class Runner:
     def _rewind(self) -> None:
         """Back to the last commit: drop state, restore it, and read again from the offsets."""
         parts = sorted(self.assigned)
+        self.restorer.abandon(parts)
         self.table.drop_partitions(parts)
         self.table.take_dirty()
         self.checkpointer.forget_pending()
         for p in parts:
             self.positions.pop(p, None)
-        self._restore(parts)
         topic = self.settings.input_topic
         committed = self.consumer.committed([TopicPartition(topic, p) for p in parts], timeout=30)
+        self._start_restore(parts)
         for tp in committed:
-            offset = tp.offset if tp.offset >= 0 else -2  # OFFSET_BEGINNING: nothing committed
-            self.consumer.seek(TopicPartition(topic, tp.partition, offset))
+            # Read again from there once restored; OFFSET_BEGINNING (-2) if nothing is committed.
+            self._resume_at[tp.partition] = tp.offset if tp.offset >= 0 else -2
         log_event(log, "rewound", partitions=parts)
 
     def _begin(self) -> None:
@@ -311,6 +380,21 @@ class Runner:
                 log_event(log, "init_transactions_retry", level=logging.WARNING, reason=str(exc))
         self.sink.attach(producer)
 
+    def _on_consumer_error(self, err: KafkaError) -> None:
+        """A fatal consumer error ends the worker: the consumer cannot be used any more."""
+        level = logging.ERROR if err.fatal() else logging.WARNING
+        log_event(log, "kafka_error", level=level, error=str(err), fatal=err.fatal())
+        if not err.fatal():
+            return
+        if err.code() == KafkaError.FENCED_INSTANCE_ID or "group.instance.id" in err.str():
+            s = self.settings
+            raise InstanceFencedError(
+                f"another worker joined group {s.group_id!r} with this worker's instance id "
+                f"{s.instance_id!r} (group.instance.id) and fenced it: give every worker its "
+                "own --instance-id (INSTANCE_ID); two workers with one id fence each other"
+            )
+        raise KafkaException(err)
+
     def _on_kafka_error(self, err: KafkaError) -> None:
         level = logging.ERROR if err.fatal() else logging.WARNING
         log_event(log, "kafka_error", level=level, error=str(err), fatal=err.fatal())
@@ -319,20 +403,29 @@ class Runner:
 
     # -- rebalances ---------------------------------------------------------------------------
 
-    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         parts = sorted(tp.partition for tp in partitions if tp.topic == self.settings.input_topic)
+        # The restore runs in the poll loop while the open transaction goes on: commit it first,
+        # so that no transaction holds anything from before the new partitions came.
+        self._checkpoint()
+        if self._cooperative:
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
         self.assigned.update(parts)
         self._publish_assignment("assign")
-        self._restore(parts)
+        self._start_restore(parts)
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         parts = [tp.partition for tp in partitions if tp.topic == self.settings.input_topic]
+        self.restorer.abandon(parts)
         self._checkpoint()
         self._drop(parts)
         self._publish_assignment("revoke")
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         parts = [tp.partition for tp in partitions if tp.topic == self.settings.input_topic]
+        self.restorer.abandon(parts)
         self._drop(parts)
         if self.transactional and self._in_transaction:
             # The open transaction holds outputs of partitions that are no longer ours.
@@ -342,8 +435,10 @@ class Runner:
 
     def _drop(self, parts: list[int]) -> None:
         dropped = self.table.drop_partitions(parts)
+        self.checkpointer.drop_partitions(parts)
         for p in parts:
             self.positions.pop(p, None)
+            self._resume_at.pop(p, None)
         self.assigned.difference_update(parts)
         log_event(log, "partitions_dropped", partitions=sorted(parts), sequences=dropped)
 
@@ -353,22 +448,39 @@ class Runner:
         self.metrics.count_rebalance(kind, len(self.assigned))  # type: ignore[arg-type]
         log_event(log, kind, partitions=sorted(self.assigned))
 
-    def _restore(self, parts: list[int]) -> None:
+    def _start_restore(self, parts: list[int]) -> None:
+        """Pause the partitions and restore them from the poll loop, a slice at a time: a long
+        restore must neither hold a transaction open nor miss the poll interval."""
         if not parts:
             return
         topic = self.settings.input_topic
+        self.consumer.pause([TopicPartition(topic, p) for p in parts])
         self.health.restore_started((topic, p) for p in parts)
-        with self.metrics.restoring(len(parts)):
-            stats = restore_partitions(
-                self.reader,
-                self.settings.changelog_topic,
-                parts,
-                table=self.table,
-                model_version=self.step_fn.version,
-                progress=self.health.mark_polled,
-            )
+        self.restorer.add(parts)
+        self.metrics.set_restoring(len(self.restorer.pending))
+
+    def _restore_slice(self) -> None:
+        finished, stats = self.restorer.step(_RESTORE_SLICE_S)
+        topic = self.settings.input_topic
+        if finished:
+            # Every key of these partitions is restored: their records may be read now.
+            self.consumer.resume([TopicPartition(topic, p) for p in finished])
+            for p in finished:
+                if p in self._resume_at:
+                    self.consumer.seek(TopicPartition(topic, p, self._resume_at.pop(p)))
+            self.health.restore_finished((topic, p) for p in finished)
+        self.metrics.set_restoring(len(self.restorer.pending))
+        if stats is not None:
+            self._restored(stats)
+
+    def _restored(self, stats: RestoreStats) -> None:
         self.metrics.observe_restore(stats.seconds, stats.records, stats.discarded)
-        self.health.restore_finished((topic, p) for p in parts)
+        if stats.corrupt:
+            self.metrics.count_corrupt_states(len(stats.corrupt))
+            for c in stats.corrupt[:_CORRUPT_LOGGED]:
+                log_event(log, "corrupt_state", level=logging.ERROR, key=c.key,
+                          partition=c.partition, offset=c.offset, reason=c.reason,
+                          outcome="the key starts fresh")  # fmt: skip
         log_event(
             log,
             "restored",
@@ -377,4 +489,5 @@ class Runner:
             seconds=round(stats.seconds, 3),
             active_sequences=len(self.table),
             outcomes=dict(stats.outcomes),
+            corrupt_keys=len(stats.corrupt),
         )

@@ -3,7 +3,8 @@
 A full producer queue is backpressure: serve delivery reports and try again, never drop.
 Only failed deliveries are reported (`delivery.report.only.error`), so the good path costs no
 Python callback per record; any failure is remembered until the next `flush` raises it, which
-stops the commit that would otherwise have claimed those records were written.
+stops the commit that would otherwise have claimed those records were written. Records purged by
+an aborted transaction are not failures: the abort already undid them (and rewound the worker).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from confluent_kafka import KafkaError, Message, Producer
 
 Headers = Sequence[tuple[str, bytes]]
+_PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
 _BACKPRESSURE_POLL_S = 0.05
 
 
@@ -25,13 +27,18 @@ class Sink:
         self.producer: Producer | None = None
         self._failures: list[str] = []
         self.backpressure_waits = 0
+        self.purged = 0  # records of aborted transactions, reported after the abort
 
     def attach(self, producer: Producer) -> None:
         self.producer = producer
         self._failures.clear()
 
     def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
+        if err is None:
+            return
+        if err.code() in _PURGED:
+            self.purged += 1
+        else:
             self._failures.append(f"{msg.topic()}[{msg.partition()}]: {err}")
 
     def send(

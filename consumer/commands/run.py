@@ -1,5 +1,6 @@
 """`python -m consumer run`: the service. Start-up problems exit non-zero with a specific message:
-2 for settings and the model, 3 for Kafka and topics."""
+2 for settings and the model, 3 for Kafka and topics. A failure while running exits 1 after
+committing nothing of the batch it failed on."""
 
 from __future__ import annotations
 
@@ -99,6 +100,16 @@ def main(argv: list[str]) -> int:
     )
     try:
         runner.run()
+    except Exception as exc:
+        # Nothing of the failed batch was committed: a restarted worker reads it again.
+        log_event(
+            log,
+            "worker_failed",
+            level=logging.ERROR,
+            exc_info=True,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        return 1
     finally:
         if endpoints is not None:
             endpoints.stop()

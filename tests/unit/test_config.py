@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import socket
 from pathlib import Path
 
 import orjson
@@ -39,7 +40,9 @@ def test_defaults() -> None:
     assert (s.metrics_addr, s.metrics_port, s.health_stale_s) == ("0.0.0.0", 8000, 30.0)
     assert (s.log_format, s.log_level, s.create_topics) == ("text", "INFO", False)
     assert s.startup_timeout_s == 30.0
-    assert s.instance_id.endswith(f"-{os.getpid()}")
+    # Stable across restarts of the same host or pod: a restarted worker fences its predecessor.
+    assert s.instance_id == socket.gethostname()
+    assert str(os.getpid()) not in s.instance_id.split("-")
     assert s.transactional_id == f"lstm-scorer-{s.instance_id}"
     base = {"bootstrap.servers": "127.0.0.1:9092"}
     assert s.consumer_properties() == s.producer_properties() == s.admin_properties() == base
@@ -228,6 +231,7 @@ def test_passthrough_mapping_and_precedence() -> None:
         "KAFKA_CONSUMER_ENABLE_AUTO_OFFSET_STORE",
         "KAFKA_GROUP_ID",
         "KAFKA_PRODUCER_TRANSACTIONAL_ID",
+        "KAFKA_CONSUMER_GROUP_INSTANCE_ID",
         "KAFKA_CONSUMER_BOOTSTRAP_SERVERS",
     ],
 )

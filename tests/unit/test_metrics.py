@@ -42,6 +42,7 @@ EXPECTED = {
     "lstm_scorer_restore_seconds",
     "lstm_scorer_restored_records",
     "lstm_scorer_restored_states_discarded",
+    "lstm_scorer_restored_states_corrupt",
     "lstm_scorer_commit_seconds",
     "lstm_scorer_commit_failures",
     "lstm_scorer_rebalances",

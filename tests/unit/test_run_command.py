@@ -38,3 +38,30 @@ def test_an_unreachable_broker_exits_3(
 def test_a_bad_setting_exits_2_naming_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
     assert run.main(["--model", "m.keras", "--max-batch", "0"]) == 2
     assert "--max-batch" in capsys.readouterr().err
+
+
+class _FailingRunner:
+    def __init__(self, *args: object) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def run(self) -> None:
+        raise RuntimeError("injected failure")
+
+
+def test_a_failure_while_running_exits_1_with_a_log_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The exception used to escape main(): a traceback and whatever exit code Python chose.
+    from consumer import runner  # noqa: PLC0415
+    from consumer.kafka_clients import Topology  # noqa: PLC0415
+    from tests.prefix_sum_step import PrefixSumStep  # noqa: PLC0415
+
+    monkeypatch.setattr(run, "load_step_function", lambda path, backend: PrefixSumStep())
+    monkeypatch.setattr(run, "prepare_topics", lambda settings: Topology(1))
+    monkeypatch.setattr(runner, "Runner", _FailingRunner)
+    assert run.main(["--model", "m.keras", "--metrics-port", "0", "--log-format", "json"]) == 1
+    err = capsys.readouterr().err
+    assert '"event":"worker_failed"' in err and "injected failure" in err

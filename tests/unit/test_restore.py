@@ -1,0 +1,89 @@
+"""Restoring state from the changelog: the newest record of a key is the truth."""
+
+from __future__ import annotations
+
+from typing import cast
+
+import numpy as np
+from confluent_kafka import Consumer
+
+from consumer import changelog_codec as codec
+from consumer.restore import CorruptRecord, Restorer, restore_partitions
+from consumer.state import StateTable
+from tests.unit.kafka_fakes import CHANGELOG, FakeReader
+
+VERSION = "v1"
+
+
+def _state(key: str, step: int, offset: int) -> tuple[bytes, bytes]:
+    table = StateTable((3, 1), 2)
+    slot = table.allocate(key, 0)
+    table.steps[slot], table.last_offset[slot] = step, offset
+    table.states[0][slot] = np.float32(step)
+    return key.encode(), codec.encode_state(table, key, VERSION)
+
+
+def _restore(reader: FakeReader) -> tuple[StateTable, list[CorruptRecord]]:
+    table = StateTable((3, 1), 2)
+    stats = restore_partitions(
+        cast(Consumer, reader), CHANGELOG, sorted(reader.records), table=table,
+        model_version=VERSION,
+    )  # fmt: skip
+    return table, list(stats.corrupt)
+
+
+def test_a_corrupt_newest_record_leaves_no_older_state_and_is_reported() -> None:
+    # The older state used to stay in place, silently, as if it were the key's latest.
+    reader = FakeReader({0: [_state("a", 1, 10), _state("a", 2, 11), (b"a", b"LSS1garbage")]})
+    table, corrupt = _restore(reader)
+    assert "a" not in table  # the key starts fresh
+    assert [(c.key, c.partition, c.offset) for c in corrupt] == [("a", 0, 2)]
+    assert "truncated or malformed" in corrupt[0].reason
+
+
+def test_a_corrupt_record_followed_by_a_good_one_is_no_loss() -> None:
+    reader = FakeReader({0: [(b"a", b"junk"), _state("a", 2, 11)], 1: [(None, b"x")]})
+    table, corrupt = _restore(reader)
+    slot = table.slot_of("a")
+    assert slot is not None and table.steps[slot] == 2
+    assert [(c.key, c.partition, c.reason) for c in corrupt] == [(None, 1, "no key")]
+
+
+def test_state_of_another_shape_is_reported_with_both_shapes() -> None:
+    _, value = _state("a", 2, 11)
+    table = StateTable((3, 2), 2)
+    assert codec.restore(table, "a", 0, value, VERSION) == "corrupt"
+    assert codec.corrupt_reason(table, value) == (
+        "2 outputs and 4 state floats, the model has 2 and 5"
+    )
+
+
+def test_a_restore_goes_in_slices_and_partitions_finish_one_by_one() -> None:
+    reader = FakeReader({0: [_state(f"k{i}", 1, i) for i in range(5)], 1: [_state("z", 1, 0)]})
+    reader.per_consume = 2
+    table = StateTable((3, 1), 2)
+    restorer = Restorer(cast(Consumer, reader), CHANGELOG, table=table, model_version=VERSION)
+    restorer.add([0, 1, 2])  # 2 has an empty changelog
+    finished, stats = restorer.step(0.0)  # the smallest slice: one read
+    assert (finished, stats) == ([2], None) and len(table) == 2
+    seen: list[int] = []
+    slices = 1
+    while stats is None:
+        finished, stats = restorer.step(0.0)
+        seen += finished
+        slices += 1
+    assert sorted(seen) == [0, 1] and stats.records == 6 and len(table) == 6
+    assert slices == 3
+    assert not restorer.pending and reader.assigned == {}
+
+
+def test_an_abandoned_partition_stops_being_read() -> None:
+    reader = FakeReader({0: [_state(f"k{i}", 1, i) for i in range(5)], 1: [_state("z", 1, 0)]})
+    reader.per_consume = 1
+    restorer = Restorer(cast(Consumer, reader), CHANGELOG, table=StateTable((3, 1), 2),
+                        model_version=VERSION)  # fmt: skip
+    restorer.add([0, 1])
+    restorer.abandon([0])
+    assert set(reader.assigned) == {1}
+    finished, stats = restorer.step(1.0)
+    assert finished == [1] and stats is not None and stats.partitions == (1,)

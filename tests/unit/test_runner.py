@@ -1,0 +1,292 @@
+"""The Kafka loop's failure paths, without a broker (tests.unit.kafka_fakes)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from consumer import changelog_codec as codec
+from consumer import runner
+from consumer.batch_result import BatchResult
+from consumer.config import Guarantee
+from consumer.runner import InstanceFencedError
+from consumer.state import StateTable
+from tests.unit.kafka_fakes import (
+    CHANGELOG,
+    INPUT,
+    OUTPUT,
+    FakeConsumer,
+    Fakes,
+    make_runner,
+    sample,
+)
+
+
+def _assign_first(*partitions: int) -> object:
+    def hook(consumer: FakeConsumer) -> None:
+        if consumer.consumed == 1:
+            consumer.assign_now(*partitions)
+
+    return hook
+
+
+def _committed_offsets(f: Fakes) -> list[tuple[int, int]]:
+    if f.runner.transactional:
+        return [tp for producer in f.producers for sent in producer.sent_offsets for tp in sent]
+    return [tp for commit in f.consumer.commits for tp in commit]
+
+
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
+def test_a_batch_that_crashes_commits_nothing(
+    monkeypatch: pytest.MonkeyPatch, guarantee: Guarantee
+) -> None:
+    # The engine fails on the second batch. Closing the consumer revokes its partitions, and the
+    # revoke used to checkpoint offsets (or commit the transaction) past the failed batch.
+    f = make_runner(monkeypatch, guarantee, commit_interval_ms=0)
+    f.consumer.before_consume = _assign_first(0)  # type: ignore[assignment]
+    f.consumer.batches = [[], [sample("a", 0, 0)], [sample("b", 0, 1), sample("c", 0, 2)]]
+    process = f.runner.engine.process
+    batches: list[int] = []
+
+    def failing(records: list[object], now: float) -> BatchResult:
+        batches.append(len(records))
+        if len(batches) == 2:
+            raise RuntimeError("injected")
+        return process(records, now)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(f.runner.engine, "process", failing)
+    with pytest.raises(RuntimeError, match="injected"):
+        f.runner.run()
+    assert batches == [1, 2]
+    assert f.consumer.closed
+    assert _committed_offsets(f) and all(offset <= 1 for _, offset in _committed_offsets(f))
+    if f.runner.transactional:
+        assert f.producer.calls[-1] == "abort"  # the failed batch's transaction is dropped
+        assert not f.producer.in_transaction
+    changelog = [r for p in f.producers for r in p.committed if r.topic == CHANGELOG]
+    assert [r.key for r in changelog] == [b"a"]  # the failed batch's state was never written
+
+
+@pytest.mark.parametrize("lost", [False, True])
+def test_no_tombstone_is_written_for_a_partition_no_longer_owned(
+    monkeypatch: pytest.MonkeyPatch, lost: bool
+) -> None:
+    # A sequence ends; the checkpoint that commits past its end queues its tombstone (the one
+    # the revoke runs, or an earlier one before a loss). The tombstone used to go out with a
+    # later checkpoint, deleting whatever newer state the partition's new owner had written.
+    f = make_runner(monkeypatch)
+    r = f.runner
+    f.assign(0, 1)
+    r._process([sample("a", 0, 0, ',"end":true'), sample("b", 1, 0)])  # type: ignore[list-item]
+    if lost:
+        r._checkpoint()  # writes "a ended at 0", commits offset 1, queues a's tombstone
+        f.consumer.callbacks["on_lost"](f.consumer, [TopicPartition(INPUT, 0)])
+    else:
+        f.consumer.revoke_now(0)  # the same checkpoint, then the partition goes
+    assert (b"a", 0) in [(p.key, p.partition) for p in f.producer.produced]
+    f.producer.produced.clear()
+    r._process([sample("b", 1, 1)])  # type: ignore[list-item]
+    r._checkpoint()
+    changelog = [(p.key, p.partition) for p in f.producer.produced if p.topic == CHANGELOG]
+    assert (b"b", 1) in changelog
+    assert all(partition != 0 for _, partition in changelog), changelog
+
+
+def test_one_abort_is_one_rewind(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An aborted transaction's records come back to the delivery callback as purged. Those
+    # reports used to stay in the sink's failure list: the next, successful, commit raised them,
+    # rewound a committed transaction and left it marked open, which caused a second rewind.
+    f = make_runner(monkeypatch, "exactly-once")
+    r = f.runner
+    rewinds: list[list[int]] = []
+    rewind = r._rewind
+
+    def counted() -> None:
+        rewinds.append(sorted(r.assigned))
+        rewind()
+
+    monkeypatch.setattr(r, "_rewind", counted)
+    f.assign(0)
+    r._transacting(r._process, [sample("a", 0, 0)])  # type: ignore[list-item]
+    f.producer.fail_send_offsets = KafkaException(
+        KafkaError(KafkaError._TIMED_OUT, "injected", retriable=True)
+    )
+    r._checkpoint()
+    assert f.producer.calls[-1] == "abort" and len(rewinds) == 1
+    r.sink.serve()  # the purge reports arrive
+    f.restore()  # the rewind restores the partition before its records are read again
+    # Back to the committed offset (none: the beginning) once resumed, not before: a resume may
+    # go back to the last position consumed.
+    assert f.consumer.ops[-3:] == [("pause", 0), ("resume", 0), ("seek", 0)]
+    assert f.consumer.seeks[-1] == (0, -2)
+    assert f.producer.purged == [] and f.producer.calls.count("abort") == 1
+    r._transacting(r._process, [sample("a", 0, 0)])  # type: ignore[list-item]
+    r._checkpoint()
+    assert f.producer.calls[-2:] == ["send_offsets", "commit"]
+    assert len(rewinds) == 1
+    assert not r._in_transaction
+    r._transacting(r._process, [sample("a", 0, 1)])  # type: ignore[list-item]
+    assert f.producer.calls[-1] == "begin"  # a new transaction for the next batch
+
+
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
+@pytest.mark.timeout(30)
+def test_a_fenced_instance_id_ends_the_worker_naming_the_flag(
+    monkeypatch: pytest.MonkeyPatch, guarantee: Guarantee
+) -> None:
+    # Another process joined with the same group.instance.id. Exactly-once, the worker used to
+    # log the consumer's fatal error and poll on for ever; at-least-once it died of an error
+    # that did not say what to do.
+    f = make_runner(monkeypatch, guarantee)
+    fatal = KafkaError(
+        KafkaError._FATAL,
+        "Fatal error: Broker: Static consumer fenced by other consumer with same group.instance.id",
+        fatal=True,
+    )
+
+    def fenced(consumer: FakeConsumer) -> None:
+        if consumer.consumed == 1:
+            consumer.assign_now(0)
+        elif consumer.consumed == 3:
+            assert consumer.on_error is not None
+            consumer.on_error(fatal)
+        elif consumer.consumed > 10:
+            f.runner.stop()  # the test's own way out of a worker that does not stop
+
+    f.consumer.before_consume = fenced
+    f.consumer.batches = [[sample("a", 0, 0)], [sample("b", 0, 1)]]
+    with pytest.raises(InstanceFencedError, match="--instance-id") as info:
+        f.runner.run()
+    assert f.runner.settings.instance_id in str(info.value)
+    assert f.consumer.consumed == 3
+
+
+def _changelog_states(
+    partition: int, keys: list[str], step: int
+) -> list[tuple[bytes | None, bytes | None]]:
+    table = StateTable((3, 1), 2)
+    for i, key in enumerate(keys):
+        slot = table.allocate(key, partition)
+        table.steps[slot], table.last_offset[slot] = step, -1 if i else step - 1
+    return [(k.encode(), codec.encode_state(table, k, "prefixsum")) for k in keys]
+
+
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
+@pytest.mark.timeout(30)
+def test_a_restore_runs_in_slices_between_polls_with_no_transaction_open(
+    monkeypatch: pytest.MonkeyPatch, guarantee: Guarantee
+) -> None:
+    # The restore used to run inside the assignment callback: no poll for its whole length (a
+    # long one got the worker dropped from the group) and, exactly-once, the open transaction
+    # waited for it (a long one timed it out). Now: commit, pause, restore a slice per loop
+    # iteration while the partitions already owned keep flowing, then resume.
+    f = make_runner(monkeypatch, guarantee, commit_interval_ms=0)
+    r = f.runner
+    monkeypatch.setattr(runner, "_RESTORE_SLICE_S", 0.0)  # one changelog read per iteration
+    f.reader.records[1] = _changelog_states(1, ["z", *(f"k{i}" for i in range(19))], step=5)
+    f.reader.per_consume = 2
+    seen: dict[str, object] = {}
+
+    def rebalance(consumer: FakeConsumer) -> None:
+        if consumer.consumed == 1:
+            consumer.assign_now(0)
+        elif consumer.consumed == 3:
+            r._transacting(r._process, [sample("a", 0, 0)])  # type: ignore[list-item]
+            reads = f.reader.consumed
+            consumer.assign_now(1)
+            seen["reads_in_callback"] = f.reader.consumed - reads
+            seen["calls_after_assign"] = list(f.producer.calls[-2:])
+            seen["paused"] = set(consumer.paused)
+        elif consumer.consumed > 30:
+            seen["ready"] = r.health.readiness().ready
+            r.stop()
+
+    process = r.engine.process
+    batches: list[tuple[list[int], bool]] = []
+
+    def recording(records: list[object], now: float) -> BatchResult:
+        batches.append(([rec.partition for rec in records], 1 in r.restorer.pending))  # type: ignore[attr-defined]
+        return process(records, now)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(r.engine, "process", recording)
+    f.consumer.before_consume = rebalance
+    f.consumer.batches = [[], [], [], [sample("z", 1, 5)]] + [
+        [sample("a", 0, offset)] for offset in range(1, 8)
+    ]
+    r.run()
+    assert seen["reads_in_callback"] == 0 and seen["paused"] == {1}
+    if r.transactional:
+        assert seen["calls_after_assign"] == ["send_offsets", "commit"]
+    assert ([0], True) in batches  # partition 0 flowed while partition 1 was restoring
+    assert ([1], False) in batches  # partition 1's record waited for its keys
+    outputs = [orjson.loads(p.value or b"") for p in f.producer.produced if p.topic == OUTPUT]
+    assert [o["step"] for o in outputs if o["sequence_id"] == "z"] == [6]  # after step 5
+    assert seen["ready"] is True
+
+
+def test_a_partition_revoked_mid_restore_is_abandoned(monkeypatch: pytest.MonkeyPatch) -> None:
+    f = make_runner(monkeypatch)
+    r = f.runner
+    monkeypatch.setattr(runner, "_RESTORE_SLICE_S", 0.0)
+    f.reader.records[1] = _changelog_states(1, [f"k{i}" for i in range(20)], step=2)
+    f.reader.per_consume = 5
+    f.consumer.assign_now(1)
+    r._restore_slice()
+    assert len(r.table) == 5 and not r.health.readiness().ready
+    f.consumer.revoke_now(1)
+    assert not r.restorer.pending and f.reader.assigned == {} and len(r.table) == 0
+    r._restore_slice()  # nothing left to do
+    f.assign(1)  # assigned again: restored from the beginning
+    assert len(r.table) == 20 and r.health.readiness().ready
+
+
+def test_a_corrupt_newest_state_is_counted_and_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    f = make_runner(monkeypatch)
+    f.reader.records[0] = [*_changelog_states(0, ["a"], step=3), (b"a", b"LSS1\x00")]
+    f.assign(0)
+    assert "a" not in f.runner.table
+    assert f.runner.metrics.states_corrupt._value.get() == 1
+    logged = [rec for rec in caplog.records if rec.getMessage() == "corrupt_state"]
+    assert len(logged) == 1
+    fields = vars(logged[0])["lstm_scorer_fields"]
+    assert (fields["key"], fields["partition"], fields["offset"]) == ("a", 0, 1)
+
+
+def test_a_record_of_a_partition_still_restoring_is_read_again_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    f = make_runner(monkeypatch)
+    r = f.runner
+    f.reader.records[1] = _changelog_states(1, ["z"], step=5)
+    f.consumer.assign_now(1)
+    r._process([sample("z", 1, 7), sample("z", 1, 8)])  # type: ignore[list-item]
+    assert not f.producer.produced and r.positions == {}
+    f.restore()
+    assert f.consumer.ops[-2:] == [("resume", 1), ("seek", 1)] and f.consumer.seeks[-1] == (1, 7)
+
+
+@pytest.mark.timeout(30)
+def test_the_first_batch_after_idleness_is_checkpointed_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The commit timer ran from the last checkpoint even when it had nothing to commit, so a
+    # worker's first batch waited up to an interval: long enough for a crash to lose its state
+    # after its outputs were out. An idle worker no longer commits the same offsets again either.
+    f = make_runner(monkeypatch, commit_interval_ms=600_000)
+    commits_seen: list[int] = []
+
+    def hook(consumer: FakeConsumer) -> None:
+        if consumer.consumed == 1:
+            consumer.assign_now(0)
+        commits_seen.append(len(consumer.commits))
+        if consumer.consumed == 20:
+            f.runner.stop()
+
+    f.consumer.before_consume = hook
+    f.consumer.batches = [[] for _ in range(5)] + [[sample("a", 0, 0)]]
+    f.runner.run()
+    assert commits_seen[6] == 1 and f.consumer.commits[0] == [(0, 1)]  # right after the batch
+    assert commits_seen[-1] == 1  # idle since: no further commits until the stop
