@@ -46,6 +46,9 @@ _SESSION_TIMEOUT_MS = 45_000  # librdkafka's default session.timeout.ms
 # Restore work per loop iteration: short enough for the partitions already owned to keep flowing.
 _RESTORE_SLICE_S = 0.2
 _CORRUPT_LOGGED = 20  # corrupt changelog records logged one by one per restore; the rest counted
+# A fenced static member rejoins with a new consumer at most this often before it gives up.
+_MAX_REJOINS = 3
+_REJOIN_WINDOW_S = 600.0
 
 
 class InstanceFencedError(RuntimeError):
@@ -87,6 +90,9 @@ class Runner:
         self.failed = False  # the loop ended on an exception: commit nothing any more
         self._in_transaction = False
         self._uncommitted = False  # records read or outputs sent since the last checkpoint
+        self._fenced: KafkaError | None = None  # the group consumer was fenced: replace it
+        self._rejoins: list[float] = []  # when the group consumer was last replaced
+        self._detached = False  # closing a fenced consumer: nothing of it may be committed
         strategy = settings.consumer_properties().get("partition.assignment.strategy", "")
         self._cooperative = strategy in ("", "cooperative-sticky")  # kafka_clients' default
         self._new_producer()
@@ -95,14 +101,17 @@ class Runner:
         """Ask the loop to finish its batch, commit, leave the group and return."""
         self.stopping = True
 
-    def run(self) -> None:
-        s = self.settings
+    def _subscribe(self) -> None:
         self.consumer.subscribe(
-            [s.input_topic],
+            [self.settings.input_topic],
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
+
+    def run(self) -> None:
+        s = self.settings
+        self._subscribe()
         commit_every = s.commit_interval_ms / 1000
         next_commit = next_chores = time.monotonic()
         clean = False
@@ -111,6 +120,9 @@ class Runner:
                 msgs = self.consumer.consume(s.max_batch, timeout=s.max_wait_ms / 1000)
                 self.health.mark_polled()
                 self.metrics.mark_polled()
+                if self._fenced is not None:
+                    self._rejoin(self._fenced)
+                    continue
                 if msgs:
                     self._transacting(self._process, msgs)
                 if self.restorer.pending:
@@ -289,7 +301,7 @@ class Runner:
     # -- checkpoints and failures -------------------------------------------------------------
 
     def _checkpoint(self) -> None:
-        if self.failed:
+        if self.failed or self._detached:
             return
         if self.transactional and not self._in_transaction:
             return  # nothing consumed or produced since the last commit
@@ -381,19 +393,52 @@ class Runner:
         self.sink.attach(producer)
 
     def _on_consumer_error(self, err: KafkaError) -> None:
-        """A fatal consumer error ends the worker: the consumer cannot be used any more."""
-        level = logging.ERROR if err.fatal() else logging.WARNING
-        log_event(log, "kafka_error", level=level, error=str(err), fatal=err.fatal())
-        if not err.fatal():
+        """A fatal consumer error ends the worker (the consumer cannot be used any more), except a
+        fencing of its static membership: the loop replaces the consumer (`_rejoin`)."""
+        fatal = _is_fatal(err)
+        level = logging.ERROR if fatal else logging.WARNING
+        log_event(log, "kafka_error", level=level, error=str(err), fatal=fatal)
+        if not fatal:
             return
-        if err.code() == KafkaError.FENCED_INSTANCE_ID or "group.instance.id" in err.str():
+        if _is_fencing(err):
+            self._fenced = err
+            return
+        raise KafkaException(err)
+
+    def _rejoin(self, err: KafkaError) -> None:
+        """Replace a fenced group consumer with a new one under the same instance id. Brokers also
+        fence a static member by its own instance id when the group coordinator restarts (seen
+        with Kafka 4.x, apache/kafka#23542), so one fencing proves no other process has the id;
+        fencings again and again do, and then the worker ends saying so."""
+        now = time.monotonic()
+        self._rejoins = [t for t in self._rejoins if now - t < _REJOIN_WINDOW_S]
+        if len(self._rejoins) >= _MAX_REJOINS:
             s = self.settings
             raise InstanceFencedError(
-                f"another worker joined group {s.group_id!r} with this worker's instance id "
-                f"{s.instance_id!r} (group.instance.id) and fenced it: give every worker its "
-                "own --instance-id (INSTANCE_ID); two workers with one id fence each other"
+                f"fenced {len(self._rejoins) + 1} times within {_REJOIN_WINDOW_S:g} s: another "
+                f"worker of group {s.group_id!r} has this worker's instance id {s.instance_id!r} "
+                "(group.instance.id); give every worker its own --instance-id (INSTANCE_ID): two "
+                "workers with one id fence each other"
             )
-        raise KafkaException(err)
+        self._rejoins.append(now)
+        self._fenced = None
+        # As when partitions are lost: drop their state and commit nothing of them.
+        parts = sorted(self.assigned)
+        self.restorer.abandon(parts)
+        if self.transactional and self._in_transaction:
+            self._abort_or_replace()
+        self._drop(parts)
+        self._publish_assignment("lost")
+        self._detached = True
+        try:
+            with contextlib.suppress(KafkaException):  # a fenced consumer may refuse to close
+                self.consumer.close()
+        finally:
+            self._detached = False
+        self.consumer = new_consumer(self.settings, self._on_consumer_error)
+        self._subscribe()
+        log_event(log, "rejoined", level=logging.WARNING, reason=str(err),
+                  instance_id=self.settings.instance_id, rejoins=len(self._rejoins))  # fmt: skip
 
     def _on_kafka_error(self, err: KafkaError) -> None:
         level = logging.ERROR if err.fatal() else logging.WARNING
@@ -430,7 +475,13 @@ class Runner:
         if self.transactional and self._in_transaction:
             # The open transaction holds outputs of partitions that are no longer ours.
             self._abort_or_replace()
-            self._rewind()
+            try:
+                self._rewind()
+            except KafkaException as exc:
+                # Lost because the consumer was fenced: the rejoin restores what is assigned.
+                if not _is_fencing(exc.args[0]) and not _is_fatal(exc.args[0]):
+                    raise
+                self._fenced = self._fenced or exc.args[0]
         self._publish_assignment("lost")
 
     def _drop(self, parts: list[int]) -> None:
@@ -491,3 +542,12 @@ class Runner:
             outcomes=dict(stats.outcomes),
             corrupt_keys=len(stats.corrupt),
         )
+
+
+def _is_fatal(err: KafkaError) -> bool:
+    # librdkafka hands a fatal consumer error to error_cb with the code _FATAL and fatal() false.
+    return bool(err.fatal()) or err.code() == KafkaError._FATAL
+
+
+def _is_fencing(err: KafkaError) -> bool:
+    return err.code() == KafkaError.FENCED_INSTANCE_ID or "group.instance.id" in err.str()

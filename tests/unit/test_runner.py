@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -132,25 +134,38 @@ def test_one_abort_is_one_rewind(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
 @pytest.mark.timeout(30)
-def test_a_fenced_instance_id_ends_the_worker_naming_the_flag(
+def test_a_fenced_worker_rejoins_and_ends_naming_the_flag_when_fenced_again(
     monkeypatch: pytest.MonkeyPatch, guarantee: Guarantee
 ) -> None:
-    # Another process joined with the same group.instance.id. Exactly-once, the worker used to
-    # log the consumer's fatal error and poll on for ever; at-least-once it died of an error
-    # that did not say what to do.
+    # Another process joined with the same group.instance.id, or the broker fenced the member by
+    # its own id after a coordinator restart (Kafka 4.x does). librdkafka reports it to error_cb
+    # as _FATAL with fatal() false: the worker used to take that for a warning and poll on with a
+    # dead consumer. Now a fenced worker drops its partitions uncommitted and rejoins with a new
+    # consumer; fenced again within the window, it ends saying what to do.
+    monkeypatch.setattr(runner, "_MAX_REJOINS", 1)
     f = make_runner(monkeypatch, guarantee)
+    created: list[int] = []
+    make_consumer = runner.new_consumer
+
+    def counting(settings: Any, on_error: Any) -> Any:
+        created.append(1)
+        return make_consumer(settings, on_error)
+
+    monkeypatch.setattr(runner, "new_consumer", counting)
     fatal = KafkaError(
         KafkaError._FATAL,
         "Fatal error: Broker: Static consumer fenced by other consumer with same group.instance.id",
-        fatal=True,
     )
 
     def fenced(consumer: FakeConsumer) -> None:
         if consumer.consumed == 1:
             consumer.assign_now(0)
-        elif consumer.consumed == 3:
+        elif consumer.consumed in (3, 6):
             assert consumer.on_error is not None
             consumer.on_error(fatal)
+        elif consumer.consumed == 4:
+            assert f.runner.assigned == set() and created == [1]  # dropped, rejoined
+            consumer.assign_now(0)
         elif consumer.consumed > 10:
             f.runner.stop()  # the test's own way out of a worker that does not stop
 
@@ -159,7 +174,8 @@ def test_a_fenced_instance_id_ends_the_worker_naming_the_flag(
     with pytest.raises(InstanceFencedError, match="--instance-id") as info:
         f.runner.run()
     assert f.runner.settings.instance_id in str(info.value)
-    assert f.consumer.consumed == 3
+    assert f.consumer.consumed == 6
+    assert created == [1]
 
 
 def _changelog_states(
