@@ -9,8 +9,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from consumer.messages import decode_output
 from tests.kafka_harness import QuietReader
-from tests.reliability.accounting import Expected, dlq_tally, outputs_of, tally
+from tests.reliability.accounting import Expected, dlq_tally, tally
 from tests.reliability.stage import PARTITIONS, Deployment
 from tests.reliability.summary import Summary, summarize
 
@@ -38,6 +39,7 @@ def conclude(
     count. A drain that does not end in time fails the scenario."""
     details = dict(details or {})
     outputs = QuietReader(dep.bootstrap, dep.output, PARTITIONS, dep.isolation)
+    outputs.values_only = True
     try:
         try:
             details["drain_seconds"] = round(dep.wait_drained(drain_timeout_s), 1)
@@ -49,10 +51,11 @@ def conclude(
             details.update(before_stop())
         dep.fleet.stop_all()
         try:
-            got = outputs_of(outputs.read_until_quiet(quiet_s, drain_timeout_s))
+            outputs.read_until_quiet(quiet_s, drain_timeout_s)
         except TimeoutError as exc:
             details["drain_failed"] = f"after the stop: {exc}"
-            got = outputs_of(outputs.received)
+        got = [decode_output(v) for v in outputs.values if v is not None]
+        outputs.values.clear()
     finally:
         outputs.close()
     tallied = tally(expected.outputs, got)
