@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -101,9 +102,9 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def free_port_pair(preferred: int) -> int:
-    """`preferred` if it and the next port are free, else another free consecutive pair."""
-    if _port_free(preferred) and _port_free(preferred + 1):
+def free_port_pair(preferred: int | None) -> int:
+    """`preferred` if it and the next port are free, else (or when None) another free pair."""
+    if preferred is not None and _port_free(preferred) and _port_free(preferred + 1):
         return preferred
     for _ in range(50):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -112,6 +113,27 @@ def free_port_pair(preferred: int) -> int:
         if port < 65535 and _port_free(port + 1):
             return port
     raise RuntimeError("no two consecutive free ports on 127.0.0.1")
+
+
+B = TypeVar("B", bound=LocalBroker)
+
+
+def started_on_free_ports(new: Callable[[int], B], preferred: int, attempts: int = 3) -> B:
+    """`new(port)` started on `preferred` (and the next port) or another free pair. Two test
+    sessions that start at the same moment can pick the same free pair; `local-kafka.sh` then
+    refuses the loser ("a port race"), which tries again on other ports."""
+    port: int | None = preferred
+    for attempt in range(attempts):
+        broker = new(free_port_pair(port))
+        try:
+            broker.start()
+            return broker
+        except RuntimeError as exc:
+            broker.stop()
+            if "port race" not in str(exc) or attempt == attempts - 1:
+                raise
+        port = None
+    raise AssertionError("unreachable")
 
 
 def unique_name(prefix: str) -> str:

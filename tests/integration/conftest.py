@@ -20,7 +20,7 @@ from tests.kafka_harness import (
     NewTopicFactory,
     create_topic,
     delete_topics,
-    free_port_pair,
+    started_on_free_ports,
     unique_name,
 )
 
@@ -42,14 +42,22 @@ def local_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBrok
         yield None
         return
     env_port = os.environ.get("KAFKA_PORT")
-    port = int(env_port) if env_port else free_port_pair(19092)
-    controller_port = int(os.environ.get("KAFKA_CONTROLLER_PORT", port + 1))
-    broker = LocalBroker(tmp_path_factory.mktemp("kafka"), port, controller_port)
+    if env_port:
+        port = int(env_port)
+        controller_port = int(os.environ.get("KAFKA_CONTROLLER_PORT", port + 1))
+        broker = LocalBroker(tmp_path_factory.mktemp("kafka"), port, controller_port)
+        try:
+            broker.start()
+        except RuntimeError:
+            broker.stop()  # it may have failed half-way
+            raise
+    else:
+        broker = started_on_free_ports(
+            lambda port: LocalBroker(tmp_path_factory.mktemp("kafka"), port, port + 1), 19092
+        )
     try:
-        broker.start()
         yield broker
     finally:
-        # Also runs when start() failed half-way: stop is a no-op when nothing is running.
         broker.stop()
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.processes import free_port
-from tests.kafka_harness import free_port_pair
+from tests.kafka_harness import started_on_free_ports
 from tests.reliability.profile import Profile, current_profile
 from tests.reliability.stage import Deployment, SaslBroker, Stage
 from tests.reliability.summary import results_folder
@@ -46,21 +46,19 @@ def profile() -> Profile:
 
 @pytest.fixture(scope="session")
 def stage(tmp_path_factory: pytest.TempPathFactory, profile: Profile) -> Iterator[Stage]:
-    # The run dir's name starts with "kafka" so CI's exit trap finds and stops a broker left
-    # behind by a killed session.
-    run_dir = tmp_path_factory.mktemp("kafka-reliability")
-    port = free_port_pair(29192)
-    broker = SaslBroker(
-        run_dir,
-        port,
-        port + 1,
-        sasl_port=free_port(),
-        sasl_password=secrets.token_hex(16),
-    )
+    # Run dirs' names start with "kafka" so CI's exit trap finds and stops a broker left behind
+    # by a killed session.
+    password = secrets.token_hex(16)
     model = save_user_model(tmp_path_factory.mktemp("reliability-model") / "user.keras", seed=7)
     results = results_folder(tmp_path_factory.mktemp("reliability-results"))
+
+    def new(port: int) -> SaslBroker:
+        # A directory of its own per attempt: a refused start leaves its run directory formatted.
+        run_dir = tmp_path_factory.mktemp("kafka-reliability")
+        return SaslBroker(run_dir, port, port + 1, sasl_port=free_port(), sasl_password=password)
+
+    broker = started_on_free_ports(new, 29192)
     try:
-        broker.start()
         yield Stage(broker, model, profile, results)
     finally:
         broker.stop()
