@@ -1,6 +1,6 @@
-"""Scenario 5: the simulator offers about twice what one worker can score. The worker's resident
-memory stays bounded (its backlog waits in Kafka, not in the process), it does not crash, the lag
-drains once the simulator stops, and nothing is lost.
+"""Scenario 5: the simulator offers two to three times what one worker can score. The worker's
+resident memory stays bounded (its backlog waits in Kafka, not in the process), it does not
+crash, the lag drains once the simulator stops, and nothing is lost.
 
 The worker's capacity is measured first, in the same run: a backlog written before it starts,
 consumed as fast as it can."""
@@ -69,7 +69,10 @@ def test_overload(stage: Stage, deployment: DeploymentFactory, tmp_path: Path) -
         measured = capacity(worker, p.overload_calibration_records)
         before, consumed_before = sum(dep.input_ends()), worker.metric(CONSUMED)
         t0 = time.monotonic()
-        overload = simulator(dep, rate=2 * measured, seed=2, duration=p.overload_seconds)
+        # Three times the calibration: a capacity measured while the machine is busier than
+        # later (another test run sharing it) understated the worker by up to 1.75x, and twice
+        # that was no overload.
+        overload = simulator(dep, rate=3 * measured, seed=2, duration=p.overload_seconds)
         sim = subprocess.Popen(overload, cwd=REPO, stdout=sim_log, stderr=sim_log)
         peak_lag = 0.0
         while sim.poll() is None:
@@ -105,8 +108,8 @@ def test_overload(stage: Stage, deployment: DeploymentFactory, tmp_path: Path) -
     )
     assert_clean(summary)
     assert sim.returncode == 0
-    # The simulator is asked for twice the measured capacity; sharing two cores with the worker
-    # and the broker it may fall somewhat short. What makes it an overload is the worker falling
+    # The simulator is asked for three times the measured capacity; sharing two cores with the
+    # worker and the broker it may fall well short. What makes it an overload is the worker falling
     # behind: a backlog of a good part of what was offered.
     assert peak_lag >= 0.2 * offered_rate * overload_s, "no backlog built up: not an overload"
     assert summary.details["peak_rss_mb"] < MEMORY_BOUND_MB
