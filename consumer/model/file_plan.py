@@ -31,7 +31,7 @@ from consumer.model.config_specs import bind, build_spec
 from consumer.model.errors import ModelRefused
 from consumer.model.loader import unsafe_reasons
 from consumer.model.model_file import StoredModel, StoredWeights, open_model_file
-from consumer.model.plan import _order_reasons
+from consumer.model.plan import _order_reasons, input_dims, output_units
 from consumer.model.specs import LayerSpec, StepPlan
 from consumer.model.version import config_version
 
@@ -51,12 +51,12 @@ def read_plan(path: str | Path) -> StepPlan:
         raise ModelRefused(tuple(reasons), str(stored.path))
     chain = extract_config_chain(stored.config, stored.format == "keras")
     reasons = [*chain.reasons, *input_reasons(stored.config)]
-    n_features, trained_length = _input_dims(chain.input_shape, reasons)
+    n_features, trained_length = input_dims(chain.input_shape, reasons)
     for link in chain.links:
         reasons.extend(check_link(link))
         if stored.keras_major < 3:
             reasons.extend(keras2_reasons(link))
-    n_outputs = _output_units(chain, reasons)
+    n_outputs = output_units(chain.output_shape, reasons)
     if reasons:
         raise ModelRefused(tuple(reasons), source)
     weights = stored.weights(sorted({k for layer in chain.all_layers for k in layer.weight_keys}))
@@ -88,30 +88,6 @@ def _arrays(
         arrays.extend(found.arrays)
         names = None if found.names is None or names is None else [*names, *found.names]
     return arrays, names
-
-
-def _input_dims(shape: tuple[int | None, ...] | None, reasons: list[str]) -> tuple[Any, Any]:
-    if shape is None:
-        return None, None
-    if len(shape) != 3 or shape[2] is None:
-        reasons.append(
-            f"the model's input has shape {shape}: a sequence model needs "
-            "(batch, time or None, features) with a fixed feature count"
-        )
-        return None, None
-    return shape[2], shape[1]
-
-
-def _output_units(chain: ConfigChain, reasons: list[str]) -> int | None:
-    shape = chain.output_shape
-    if shape is None:
-        return None
-    if len(shape) not in (2, 3) or shape[-1] is None:
-        reasons.append(
-            f"the model's output has shape {shape}: expected (batch, units) or (batch, time, units)"
-        )
-        return None
-    return shape[-1]
 
 
 def _version(stored: StoredModel, chain: ConfigChain, weights: dict[str, StoredWeights]) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from consumer.model.chain import Chain, extract_chain
+from consumer.model.chain import extract_chain
 from consumer.model.errors import ModelRefused
 from consumer.model.layer_specs import describe_layer
 from consumer.model.specs import LayerSpec, RecurrentSpec, StepPlan
@@ -22,7 +22,7 @@ def build_plan(model: Any, source: str) -> StepPlan:
     """Extracts the plan once; raises ModelRefused listing all reasons found."""
     chain = extract_chain(model)
     reasons = list(chain.reasons)
-    n_features, trained_length = _input_dims(chain, reasons)
+    n_features, trained_length = input_dims(chain.input_shape, reasons)
     layers: list[LayerSpec] = []
     for link in chain.links:
         found = describe_layer(link)
@@ -31,7 +31,7 @@ def build_plan(model: Any, source: str) -> StepPlan:
         else:
             layers.append(found)
     reasons.extend(_order_reasons(layers))
-    n_outputs = _output_units(chain, reasons)
+    n_outputs = output_units(chain.output_shape, reasons)
     if reasons:
         raise ModelRefused(tuple(reasons), source)
     assert n_features is not None and n_outputs is not None
@@ -45,8 +45,10 @@ def build_plan(model: Any, source: str) -> StepPlan:
     )
 
 
-def _input_dims(chain: Chain, reasons: list[str]) -> tuple[int | None, int | None]:
-    shape = chain.input_shape
+def input_dims(
+    shape: tuple[int | None, ...] | None, reasons: list[str]
+) -> tuple[int | None, int | None]:
+    """Features and trained length from the model's input shape; a refusal reason if unusable."""
     if shape is None:
         return None, None
     if len(shape) != 3 or shape[2] is None:
@@ -58,8 +60,8 @@ def _input_dims(chain: Chain, reasons: list[str]) -> tuple[int | None, int | Non
     return shape[2], shape[1]
 
 
-def _output_units(chain: Chain, reasons: list[str]) -> int | None:
-    shape = chain.output_shape
+def output_units(shape: tuple[int | None, ...] | None, reasons: list[str]) -> int | None:
+    """Output units from the model's output shape; a refusal reason if unusable."""
     if shape is None:
         return None
     if len(shape) not in (2, 3) or shape[-1] is None:
