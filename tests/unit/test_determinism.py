@@ -23,16 +23,8 @@ from consumer.model.plan import build_plan
 from consumer.state import StateTable
 from tests.stream_reference import streams
 from tests.unit.model.conftest import zoo_model
+from tests.unit.test_engine_exactness import MODELS
 
-MODELS = [
-    "user",
-    "gru_reset_after_then_lstm",
-    "gru_reset_before_then_lstm",
-    "simple_rnn_relu_no_bias",
-    "normalized",
-    "sequence_time_distributed",
-    "sequence_dense_softmax",
-]
 values = st.floats(-3.0, 3.0, allow_nan=False, width=32)
 Ident = tuple[str, int, int, str | None]  # key, offset, step, reason
 
