@@ -8,7 +8,6 @@ client's murmur2 partitioner for checking where keys land.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 import uuid
@@ -27,6 +26,8 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
+
+from bench.processes import free_port, port_free
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BROKER_SCRIPT = REPO_ROOT / "deploy" / "kafka" / "local-kafka.sh"
@@ -90,29 +91,11 @@ class LocalBroker:
         return self._run("status").returncode == 0
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # As the broker does: connections of a previous broker lingering in TIME_WAIT on this
-        # port would otherwise make it look taken.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def free_port_pair(preferred: int | None) -> int:
     """`preferred` if it and the next port are free, else (or when None) another free pair."""
-    if preferred is not None and _port_free(preferred) and _port_free(preferred + 1):
+    if preferred is not None and port_free(preferred) and port_free(preferred + 1):
         return preferred
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port < 65535 and _port_free(port + 1):
-            return port
-    raise RuntimeError("no two consecutive free ports on 127.0.0.1")
+    return free_port(span=2)
 
 
 B = TypeVar("B", bound=LocalBroker)

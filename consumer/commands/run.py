@@ -56,20 +56,34 @@ def main(argv: list[str]) -> int:
             f"{settings.features} features or correct --features",
         )
         return 2
-    try:
-        topology = prepare_topics(settings)
-    except StartupError as exc:
-        log_event(log, "startup_failed", level=logging.ERROR, error=str(exc))
-        return 3
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     metrics.set_build_info(step_fn.version, settings.backend, settings.guarantee)
     health = Health(settings.health_stale_s)
     endpoints = None
     if settings.metrics_port:
-        endpoints = HttpEndpoints(
-            settings.metrics_addr, settings.metrics_port, registry, health
-        ).start()
+        # Bound before Kafka is asked anything: a taken port is a settings problem, reported
+        # as one, and /healthz answers while the topics are checked.
+        try:
+            endpoints = HttpEndpoints(
+                settings.metrics_addr, settings.metrics_port, registry, health
+            ).start()
+        except OSError as exc:
+            log_event(
+                log,
+                "startup_failed",
+                level=logging.ERROR,
+                error=f"cannot serve /metrics on {settings.metrics_addr}:{settings.metrics_port}"
+                f" (--metrics-port, METRICS_PORT): {exc.strerror or exc}",
+            )
+            return 2
+    try:
+        topology = prepare_topics(settings)
+    except StartupError as exc:
+        log_event(log, "startup_failed", level=logging.ERROR, error=str(exc))
+        if endpoints is not None:
+            endpoints.stop()
+        return 3
     from consumer.runner import Runner  # noqa: PLC0415  (after the cheap checks)
 
     runner = Runner(settings, step_fn, metrics, health)

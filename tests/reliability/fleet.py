@@ -63,6 +63,30 @@ class Fleet:
     def ready(self) -> list[Launch]:
         return [launch for launch in self.alive() if launch.worker.http("/readyz")[0] == 200]
 
+    def wait_ready(self, count: int, timeout_s: float = 180.0) -> list[Launch]:
+        """Wait until `count` workers serve; on time-out, say what each worker was doing."""
+        try:
+            return wait_for(
+                lambda: ((ready := self.ready()) and len(ready) >= count and ready) or None,
+                timeout_s,
+                f"{count} ready workers",
+            )
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n{self.state_report()}") from None
+
+    def state_report(self) -> str:
+        """Each launch's fate, exit code, /readyz answer and log tail: what a time-out needs."""
+        lines = []
+        for launch in self.launches:
+            code = launch.worker.proc.poll() if launch.worker.proc is not None else None
+            status, body = launch.worker.http("/readyz") if code is None else (0, b"")
+            tail = launch.worker.log_path.read_bytes()[-2000:].decode(errors="replace")
+            lines.append(
+                f"--- {launch.slot}: {launch.fate}, exit {code}, /readyz {status} "
+                f"{body.decode(errors='replace')}\n{tail}"
+            )
+        return "\n".join(lines)
+
     def kill(self, launch: Launch) -> None:
         launch.fate = "killed"
         launch.worker.kill()

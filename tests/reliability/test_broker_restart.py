@@ -33,7 +33,7 @@ def test_broker_restart(
     started = time.monotonic()
     for slot in WORKERS:
         fleet.start(slot)
-    wait_for(lambda: len(fleet.ready()) == len(WORKERS) or None, 180, "two ready workers")
+    fleet.wait_ready(len(WORKERS))
     feeder = Feeder(dep.bootstrap, dep.input, records, rate=len(records) / FEED_SECONDS)
     feeder.start()
     wait_for(lambda: feeder.sent >= len(records) // 3 or None, 120, "a third of the input")

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.processes import wait_for
 from tests.reliability.accounting import Sent, classify, expect
 from tests.reliability.conftest import DeploymentFactory
 from tests.reliability.feeder import Feeder, Raw
@@ -42,7 +41,7 @@ def test_hard_kills(
     started = time.monotonic()
     for slot in WORKERS:
         fleet.start(slot)
-    wait_for(lambda: len(fleet.ready()) == len(WORKERS) or None, 180, "three ready workers")
+    fleet.wait_ready(len(WORKERS))
     # The input arrives over about as long as the kills take, so they land mid-stream.
     mean_gap = sum(p.kill_gap_s) / 2
     feeder = Feeder(dep.bootstrap, dep.input, records, rate=len(records) / (p.kills * mean_gap))
@@ -51,7 +50,7 @@ def test_hard_kills(
     for _ in range(p.kills):
         # Chaos timing: a random pause, then a random worker that is serving.
         time.sleep(float(rng.uniform(*p.kill_gap_s)))
-        ready = wait_for(lambda: fleet.ready() or None, 180, "a serving worker to kill")
+        ready = fleet.wait_ready(1)
         victim = ready[int(rng.integers(len(ready)))]
         fleet.kill(victim)
         kills.append({"slot": victim.slot, "at_record": feeder.sent})

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.processes import wait_for
 from tests.reliability.accounting import expect
 from tests.reliability.conftest import DeploymentFactory
 from tests.reliability.feeder import Feeder
@@ -34,7 +33,7 @@ def test_rebalance_storm(
     names = iter(f"s{i}" for i in range(10_000))
     for _ in range(2):
         fleet.start(next(names))
-    wait_for(lambda: len(fleet.ready()) == 2 or None, 180, "two ready workers")
+    fleet.wait_ready(2)
     mean_gap = sum(p.storm_gap_s) / 2
     rate = len(records) / (p.storm_events * mean_gap)
     feeder = Feeder(dep.bootstrap, dep.input, records, rate=rate)

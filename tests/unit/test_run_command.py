@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,22 @@ def test_an_unreachable_broker_exits_3(
 ) -> None:
     assert run.main(["--model", str(saved_models["user"]), "--features", "3", *NO_BROKER]) == 3
     assert "unreachable" in capsys.readouterr().err
+
+
+def test_a_taken_metrics_port_exits_2_naming_the_flag_before_touching_kafka(
+    saved_models: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A taken port used to escape main() as an OSError traceback, after the Kafka checks.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = ["--model", str(saved_models["user"]), *NO_BROKER]
+        code = run.main([*argv, "--metrics-addr", "127.0.0.1", "--metrics-port", str(port)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"127.0.0.1:{port}" in err and "--metrics-port" in err
+    assert "unreachable" not in err
 
 
 def test_a_bad_setting_exits_2_naming_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
