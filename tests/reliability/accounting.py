@@ -16,6 +16,9 @@ command (the same engine without Kafka; a consistency check). Counted:
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +27,7 @@ from pathlib import Path
 import orjson
 from confluent_kafka import Message
 
-from consumer.commands import replay
+from bench.processes import REPO
 from consumer.messages import (
     DEFAULT_MAX_VALUE_BYTES,
     InputRecord,
@@ -34,11 +37,12 @@ from consumer.messages import (
 )
 from tests.keras_oracle import MaxSteps
 from tests.keras_oracle import expected_outputs as keras_outputs
+from tests.reliability.output_table import TOLERANCE, Ident, OutputTable, Tally, tally
 
-TOLERANCE = 1e-5
+__all__ = ["Ident", "Tally", "tally"]
+
 N_FEATURES = 3
 Position = tuple[int, int]  # input (partition, offset)
-Ident = tuple[str, int, int, int, bool]  # key, partition, offset, step, final
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,22 +63,11 @@ def as_sent(msg: Message) -> Sent:
 
 @dataclass(frozen=True)
 class Expected:
-    outputs: dict[Ident, OutputRecord]
+    outputs: OutputTable
     bad: dict[Position, str]  # bad input record -> the DLQ reason it must get
     records: int
     samples: int
-    replay: dict[Ident, OutputRecord] | None = None  # the consistency check, when Keras leads
-
-
-@dataclass(frozen=True)
-class Tally:
-    outputs_expected: int
-    outputs_out: int  # records read from the output topic, repeats included
-    lost: int
-    duplicated: int
-    wrong: int
-    repeats_differing: int  # repeats not bit-identical to their first copy
-    problems: tuple[str, ...]  # the first few, for a failure message
+    replay: OutputTable | None = None  # the consistency check, when Keras leads
 
 
 @dataclass(frozen=True)
@@ -92,7 +85,7 @@ def classify(sent: Sequence[Sent], max_value_bytes: int = DEFAULT_MAX_VALUE_BYTE
 
 
 def expect(
-    sent: Sequence[Sent],
+    sent: Iterable[Sent],
     model: Path | None,
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
     workdir: Path | None = None,
@@ -107,110 +100,96 @@ def expect(
     `keras`: the outputs are Keras's on every prefix, and replay's are kept as a check (replay
     only knows one fixed max_steps and no idle finals, so it is skipped when they are asked for).
     `exclude`: records the service must dead-letter for a reason the decoder cannot see (such as
-    `wrong_partition`), with that reason."""
-    ordered = sorted(sent, key=lambda s: (s.partition, s.offset))
-    good: list[tuple[InputRecord, Sent]] = []
+    `wrong_partition`), with that reason.
+
+    Without Keras nothing per record is kept but its place: the good records go straight to the
+    replay command's input file (the full overload scenario checks four million)."""
     bad: dict[Position, str] = {}
-    for s in ordered:
-        item = decode_input(
-            s.key,
-            s.value,
-            n_features=N_FEATURES,
-            partition=s.partition,
-            offset=s.offset,
-            max_value_bytes=max_value_bytes,
-        )
-        if exclude and (s.partition, s.offset) in exclude:
-            bad[(s.partition, s.offset)] = exclude[(s.partition, s.offset)]
-        elif isinstance(item, InputRecord):
-            good.append((item, s))
-        else:
-            bad[(s.partition, s.offset)] = item.reason
-    samples = sum(len(rec.features) for rec, _ in good)
-    outputs: dict[Ident, OutputRecord] = {}
-    replayed: dict[Ident, OutputRecord] | None = None
+    records: list[InputRecord] = []  # for Keras only
+    where = _Places()
+    samples = good = 0
+    oracle_in = None
+    if model is not None:
+        assert workdir is not None
+        oracle_in = (workdir / "oracle-in.jsonl").open("wb")
+    try:
+        for s in sorted(sent, key=lambda s: (s.partition, s.offset)):
+            at = (s.partition, s.offset)
+            item = decode_input(
+                s.key,
+                s.value,
+                n_features=N_FEATURES,
+                partition=s.partition,
+                offset=s.offset,
+                max_value_bytes=max_value_bytes,
+            )
+            if exclude and at in exclude:
+                bad[at] = exclude[at]
+            elif isinstance(item, InputRecord):
+                good += 1
+                samples += len(item.features)
+                if oracle_in is not None:
+                    assert s.value is not None
+                    line = {"key": item.key, "value": orjson.loads(s.value)}
+                    oracle_in.write(orjson.dumps(line) + b"\n")
+                    where.add(at)
+                if keras:
+                    records.append(item)
+            else:
+                bad[at] = item.reason
+    finally:
+        if oracle_in is not None:
+            oracle_in.close()
+    outputs = OutputTable()
+    replayed: OutputTable | None = None
     if model is not None and good:
         assert workdir is not None
         fixed = max_steps if isinstance(max_steps, int) and not idle_finals else None
         if keras:
-            records = [rec for rec, _ in good]
-            outputs = keras_outputs(model, records, max_steps=max_steps, idle_finals=idle_finals)
+            found = keras_outputs(model, records, max_steps=max_steps, idle_finals=idle_finals)
+            outputs = OutputTable.from_dict(found)
             if fixed is not None:
-                replayed = _replay(model, good, workdir, fixed)
+                replayed = _replay(model, where, workdir, fixed)
         else:
             assert fixed is not None, "only the Keras oracle knows changing limits and idle finals"
-            outputs = _replay(model, good, workdir, fixed)
-    return Expected(outputs, bad, len(sent), samples, replayed)
+            outputs = _replay(model, where, workdir, fixed)
+    return Expected(outputs, bad, good + len(bad), samples, replayed)
 
 
-def _replay(
-    model: Path, good: list[tuple[InputRecord, Sent]], workdir: Path, max_steps: int = 0
-) -> dict[Ident, OutputRecord]:
+class _Places:
+    """Input positions by line of the replay command's input, as two columns."""
+
+    def __init__(self) -> None:
+        self.partitions = array("q")
+        self.offsets = array("q")
+
+    def add(self, at: Position) -> None:
+        self.partitions.append(at[0])
+        self.offsets.append(at[1])
+
+
+def _replay(model: Path, where: _Places, workdir: Path, max_steps: int = 0) -> OutputTable:
+    """The replay command, in a process of its own, on the good records in topic order."""
     src, dst = workdir / "oracle-in.jsonl", workdir / "oracle-out.jsonl"
-    where: list[Position] = []
-    with src.open("wb") as f:
-        for rec, s in good:
-            assert s.value is not None
-            f.write(orjson.dumps({"key": rec.key, "value": orjson.loads(s.value)}) + b"\n")
-            where.append((s.partition, s.offset))
-    argv = ["--model", str(model), "--input", str(src), "--output", str(dst), "--batch", "4096"]
+    argv = [sys.executable, "-m", "consumer", "replay", "--model", str(model)]
+    argv += ["--input", str(src), "--output", str(dst), "--batch", "4096"]
     argv += ["--max-steps", str(max_steps)]
-    assert replay.main(argv) == 0
-    outputs: dict[Ident, OutputRecord] = {}
-    for line in dst.read_bytes().splitlines():
-        out = decode_output(line)
-        assert out.offset is not None  # replay's offset is the input line number
-        partition, offset = where[out.offset - 1]
-        outputs[(out.sequence_id, partition, offset, out.step, out.final)] = out
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, check=False)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
+    outputs = OutputTable()
+    with dst.open("rb") as lines:
+        for line in lines:
+            out = decode_output(line)
+            assert out.offset is not None  # replay's offset is the input line number
+            i = out.offset - 1
+            outputs.add(out, partition=where.partitions[i], offset=where.offsets[i])
     return outputs
-
-
-def ident(out: OutputRecord) -> Ident:
-    assert out.partition is not None and out.offset is not None
-    return (out.sequence_id, out.partition, out.offset, out.step, out.final)
 
 
 def same(a: OutputRecord, b: OutputRecord) -> bool:
     if a.reason != b.reason or len(a.outputs) != len(b.outputs):
         return False
     return all(abs(x - y) <= TOLERANCE for x, y in zip(a.outputs, b.outputs, strict=True))
-
-
-def tally(expected: dict[Ident, OutputRecord], got: Iterable[OutputRecord]) -> Tally:
-    first: dict[Ident, OutputRecord] = {}
-    read = duplicated = wrong = differing = 0
-    problems: list[str] = []
-
-    def problem(text: str) -> None:
-        if len(problems) < 10:
-            problems.append(text)
-
-    for out in got:
-        read += 1
-        i = ident(out)
-        seen = first.get(i)
-        if seen is None:
-            first[i] = out
-            continue
-        duplicated += 1
-        # At-least-once repeats the same computation: its JSON values must be the same numbers.
-        if seen.outputs != out.outputs or seen.reason != out.reason:
-            differing += 1
-            problem(f"a repeat is not bit-identical: {out} vs {seen}")
-    lost = 0
-    for i, want in expected.items():
-        have = first.get(i)
-        if have is None:
-            lost += 1
-            problem(f"lost: {want} at {i}")
-        elif not same(have, want):
-            wrong += 1
-            problem(f"wrong: got {have}, expected {want}")
-    for i, have in first.items():
-        if i not in expected:
-            wrong += 1
-            problem(f"unexpected: {have}")
-    return Tally(len(expected), read, lost, duplicated, wrong, differing, tuple(problems))
 
 
 def outputs_of(msgs: Iterable[Message]) -> list[OutputRecord]:

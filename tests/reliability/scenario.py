@@ -9,9 +9,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from consumer.messages import decode_output
 from tests.kafka_harness import QuietReader
 from tests.reliability.accounting import Expected, dlq_tally, tally
+from tests.reliability.output_table import OutputTable
 from tests.reliability.stage import PARTITIONS, Deployment
 from tests.reliability.summary import Summary, summarize
 
@@ -39,7 +39,8 @@ def conclude(
     count. A drain that does not end in time fails the scenario."""
     details = dict(details or {})
     outputs = QuietReader(dep.bootstrap, dep.output, PARTITIONS, dep.isolation)
-    outputs.values_only = True
+    got = OutputTable()
+    outputs.on_value = lambda value: got.add_value(value) if value is not None else None
     try:
         try:
             details["drain_seconds"] = round(dep.wait_drained(drain_timeout_s), 1)
@@ -54,8 +55,6 @@ def conclude(
             outputs.read_until_quiet(quiet_s, drain_timeout_s)
         except TimeoutError as exc:
             details["drain_failed"] = f"after the stop: {exc}"
-        got = [decode_output(v) for v in outputs.values if v is not None]
-        outputs.values.clear()
     finally:
         outputs.close()
     tallied = tally(expected.outputs, got)

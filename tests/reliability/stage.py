@@ -8,6 +8,7 @@ the plaintext one for the security scenario.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,6 +180,20 @@ def read_topic(
     bootstrap: str, topic: str, partitions: int, isolation: str = "read_committed"
 ) -> list[Message]:
     """Every record of a topic, from the beginning to its current end."""
+    out: list[Message] = []
+    for_each_record(bootstrap, topic, partitions, isolation, out.append)
+    return out
+
+
+def for_each_record(
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    isolation: str,
+    handle: Callable[[Message], object],
+) -> None:
+    """`handle` every record of a topic, from the beginning to its current end, keeping none
+    (millions of Message objects do not fit in memory)."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -194,7 +209,6 @@ def read_topic(
         ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=30)[1] for tp in tps}
         pending = {p for p, end in ends.items() if end > 0}
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
-        out: list[Message] = []
         deadline = time.monotonic() + 600
         while pending:
             if time.monotonic() > deadline:
@@ -204,7 +218,7 @@ def read_topic(
                 partition, offset = msg.partition(), msg.offset()
                 assert partition is not None and offset is not None
                 if err is None:
-                    out.append(msg)
+                    handle(msg)
                     if offset + 1 >= ends[partition]:
                         pending.discard(partition)
                 elif err.code() == KafkaError._PARTITION_EOF:
@@ -212,6 +226,5 @@ def read_topic(
                         pending.discard(partition)
                 else:
                     raise KafkaException(err)
-        return out
     finally:
         consumer.close()

@@ -18,6 +18,7 @@ from tests.reliability.accounting import Expected, Ident, expect
 from tests.reliability.conftest import DeploymentFactory
 from tests.reliability.feeder import Feeder, Raw
 from tests.reliability.fleet import memory_kb
+from tests.reliability.output_table import OutputTable
 from tests.reliability.scenario import assert_clean, conclude
 from tests.reliability.stage import Stage
 from tests.service_harness import Worker
@@ -42,14 +43,14 @@ def with_idle_finals(expected: Expected) -> Expected:
     """The oracle (which never evicts) plus each sequence's eviction: its last output again,
     final, reason idle_timeout."""
     last: dict[str, tuple[Ident, Any]] = {}
-    for ident, out in expected.outputs.items():
+    outputs = expected.outputs.as_dict()
+    for ident, out in outputs.items():
         if ident[0] not in last or ident[3] > last[ident[0]][0][3]:
             last[ident[0]] = (ident, out)
-    outputs = dict(expected.outputs)
     for (key, partition, offset, step, _), out in last.values():
         final = dataclasses.replace(out, final=True, reason="idle_timeout")
         outputs[(key, partition, offset, step, True)] = final
-    return dataclasses.replace(expected, outputs=outputs)
+    return dataclasses.replace(expected, outputs=OutputTable.from_dict(outputs))
 
 
 class Sampler(threading.Thread):

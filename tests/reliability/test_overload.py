@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.processes import wait_for
-from tests.reliability.accounting import as_sent, expect
+from tests.reliability.accounting import Sent, as_sent, expect
 from tests.reliability.conftest import DeploymentFactory
 from tests.reliability.fleet import memory_kb
 from tests.reliability.scenario import assert_clean, conclude
-from tests.reliability.stage import PARTITIONS, Deployment, Stage, read_topic
+from tests.reliability.stage import PARTITIONS, Deployment, Stage, for_each_record
 from tests.service_harness import REPO, Worker
 
 MEMORY_BOUND_MB = 2048  # the worker's peak resident set; about 0.8 GB at rest
@@ -82,7 +82,10 @@ def test_overload(stage: Stage, deployment: DeploymentFactory, tmp_path: Path) -
     consumed_rate = (worker.metric(CONSUMED) - consumed_before) / overload_s
     offered_rate = (sum(dep.input_ends()) - before) / overload_s
     backlog_drained_s = dep.wait_drained(900, "the backlog to drain")
-    sent = [as_sent(m) for m in read_topic(dep.bootstrap, dep.input, PARTITIONS)]
+    sent: list[Sent] = []
+    for_each_record(
+        dep.bootstrap, dep.input, PARTITIONS, "read_committed", lambda m: sent.append(as_sent(m))
+    )
     expected = expect(sent, stage.model, workdir=tmp_path)
 
     def peak_memory() -> dict[str, Any]:

@@ -25,9 +25,10 @@ def test_keras_and_replay_give_the_same_outputs(
     # Two partitions, as a topic would hold them: a key's records keep their order.
     sent = [Sent(key.encode(), value, hash(key) % 2, i) for i, (key, value) in enumerate(records)]
     got = expect(sent, model, workdir=tmp_path, keras=True, max_steps=max_steps)
-    assert got.replay is not None and got.outputs
-    assert got.outputs.keys() == got.replay.keys()
-    assert all(same(got.outputs[i], got.replay[i]) for i in got.outputs)
+    assert got.replay is not None and len(got.outputs)
+    keras, replayed = got.outputs.as_dict(), got.replay.as_dict()
+    assert keras.keys() == replayed.keys()
+    assert all(same(keras[i], replayed[i]) for i in keras)
     if max_steps:
-        assert max(i[3] for i in got.outputs) == max_steps
-        assert any(o.reason == "max_steps" for o in got.outputs.values())
+        assert max(i[3] for i in keras) == max_steps
+        assert any(o.reason == "max_steps" for o in keras.values())
