@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from bench.models import WINDOW
-from consumer.messages import InputRecord
+from consumer.codecs.inputs import InputRecord
 from consumer.model.step import Float32Array
 
 

@@ -20,11 +20,11 @@ from bench import workload
 from bench.baselines import PaddedWindowScorer
 from bench.memory import rss_bytes
 from bench.models import window_model
-from consumer.engine import Engine
-from consumer.messages import InputRecord
+from consumer.codecs.inputs import InputRecord
+from consumer.engine.scoring import Engine
+from consumer.engine.state_table import StateTable
 from consumer.model import load_step_function
 from consumer.model.step import StepFunction
-from consumer.state import StateTable
 
 Approach = Literal["numpy", "keras-batched", "keras-stateful", "padded-window"]
 _FILL_BATCH = 4096

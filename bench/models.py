@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from consumer import synthetic
+from consumer.training import synthetic
 
 WINDOW = synthetic.TRAINED_LENGTH
 
@@ -28,7 +28,7 @@ def _keras() -> Any:
 def save_streaming_model(path: Path, seed: int = 7) -> Path:
     """The deployed architecture (the user's, without Flatten) with random weights."""
     keras = _keras()
-    from consumer.model.train import build_model
+    from consumer.training.train import build_model
 
     keras.utils.set_random_seed(seed)
     build_model(every_step=False).save(path)

@@ -16,9 +16,9 @@ import numpy as np
 
 from bench import broker, workload
 from bench.service import Cluster, pipeline, worker
-from consumer.changelog_codec import encode_state
+from consumer.codecs.changelog import encode_state
+from consumer.engine.state_table import StateTable
 from consumer.model import load_step_function
-from consumer.state import StateTable
 
 PARTITIONS = 2
 

@@ -16,8 +16,8 @@ from consumer.model.step import BackendName, StepFunction
 
 
 def keras_loaded_step(path: str | Path, backend: BackendName = "numpy") -> StepFunction:
-    from consumer.model.kernels import NumpyStep
     from consumer.model.loader import load_keras_model
+    from consumer.model.numpy_step import NumpyStep
     from consumer.model.plan import build_plan
 
     assert backend == "numpy", "the comparison is of loaders, on the numpy backend"

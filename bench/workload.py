@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import numpy as np
 import orjson
 
-from consumer.messages import InputRecord, encode_input
-from consumer.state import StateTable
+from consumer.codecs.inputs import InputRecord, encode_input
+from consumer.engine.state_table import StateTable
 
 N_FEATURES = 3
 

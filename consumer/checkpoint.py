@@ -29,10 +29,10 @@ from collections.abc import Callable, Collection, Iterable
 
 from confluent_kafka import Consumer, TopicPartition
 
-from consumer import changelog_codec as codec
+from consumer.codecs import changelog as changelog_codec
+from consumer.engine.state_table import StateTable
 from consumer.metrics import Metrics
 from consumer.sink import Sink
-from consumer.state import StateTable
 
 Positions = dict[int, int]  # input partition -> next offset to read
 _GRACE_S = 10.0  # beyond a transactional call's own timeout, before it counts as stuck
@@ -136,10 +136,10 @@ class Checkpointer:
             slot = table.slot_of(key)
             ended = table.ended.get(key)
             if slot is not None:
-                value = codec.encode_state(table, key, self.model_version)
+                value = changelog_codec.encode_state(table, key, self.model_version)
                 partition = int(table.partition[slot])
             elif ended is not None:
-                value = codec.encode_ended(ended, self.model_version)
+                value = changelog_codec.encode_ended(ended, self.model_version)
                 partition = ended.partition
             else:
                 continue  # dropped with its partition: the new owner writes it

@@ -20,8 +20,8 @@ from prometheus_client import Counter, Gauge, Histogram, Info, disable_created_m
 from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from consumer.codecs.inputs import DLQ_REASONS, DlqReason
 from consumer.config import Guarantee
-from consumer.messages import DLQ_REASONS, DlqReason
 from consumer.model.step import BackendName
 
 NAMESPACE = "lstm_scorer"

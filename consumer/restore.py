@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from consumer import changelog_codec as codec
-from consumer.state import StateTable
+from consumer.codecs import changelog as changelog_codec
+from consumer.engine.state_table import StateTable
 
 _BATCH = 10_000
 _RETRY_S = 0.2
@@ -203,13 +203,15 @@ class Restorer:
                 key = raw_key.decode("utf-8", "replace")
                 value = msg.value()
                 if value is None:
-                    codec.forget(table, key)
+                    changelog_codec.forget(table, key)
                     outcome = "tombstone"
                 else:
-                    outcome = codec.restore(table, key, p, value, model_version)
+                    outcome = changelog_codec.apply_record(table, key, p, value, model_version)
                 session.outcomes[outcome] += 1
                 if outcome == "corrupt":
-                    reason = codec.corrupt_reason(table, value) if value else "empty value"
+                    reason = (
+                        changelog_codec.corrupt_reason(table, value) if value else "empty value"
+                    )
                     session.corrupt[key] = CorruptRecord(key, p, offset, reason)
                 elif session.corrupt:
                     session.corrupt.pop(key, None)  # a newer record of the key is the truth

@@ -25,20 +25,20 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from consumer.batch_result import BatchResult
 from consumer.checkpoint import Checkpointer, Positions, StuckTransactionError
+from consumer.codecs.inputs import InputRecord, Rejection, decode_input, dlq_headers
+from consumer.codecs.outputs import encode_outputs
 from consumer.config import Settings
-from consumer.emit import encode_outputs
-from consumer.engine import Engine
+from consumer.engine.results import BatchResult
+from consumer.engine.scoring import Engine
+from consumer.engine.state_table import StateTable
 from consumer.http_endpoints import Health
 from consumer.kafka_clients import new_consumer, new_producer, restore_consumer_config
 from consumer.logging_setup import log_event
-from consumer.messages import InputRecord, Rejection, decode_input, dlq_headers
 from consumer.metrics import Metrics
 from consumer.model.step import StepFunction
 from consumer.restore import Restorer, RestoreStats
 from consumer.sink import DeliveryFailedError, Sink
-from consumer.state import StateTable
 
 log = logging.getLogger("consumer.runner")
 _HOUSEKEEPING_S = 1.0

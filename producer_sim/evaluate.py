@@ -28,8 +28,8 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from consumer.codecs.outputs import decode_output
 from consumer.config import kafka_passthrough
-from consumer.messages import decode_output
 from producer_sim.evaluation import Evaluation, OutputJoin
 from producer_sim.labels import LabelsError, read_labels
 from producer_sim.report import summary_lines, write_report

@@ -16,9 +16,9 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from consumer.messages import OutputRecord
-from consumer.scoring_metrics import accuracy, roc_auc
-from consumer.synthetic import TRAINED_LENGTH
+from consumer.codecs.outputs import OutputRecord
+from consumer.training.scoring_metrics import accuracy, roc_auc
+from consumer.training.synthetic import TRAINED_LENGTH
 from producer_sim.labels import SequenceLabel
 
 THRESHOLD = 0.5

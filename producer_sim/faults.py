@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from consumer.messages import DEFAULT_MAX_VALUE_BYTES, MAX_KEY_BYTES, RejectReason
+from consumer.codecs.inputs import DEFAULT_MAX_VALUE_BYTES, MAX_KEY_BYTES, RejectReason
 
 _GOOD = b'{"features":[0.5,-1.0,2.0]}'
 

@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # before pyplot is imported: no display needed
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
-from consumer.synthetic import TRAINED_LENGTH
+from consumer.training.synthetic import TRAINED_LENGTH
 from producer_sim.evaluation import THRESHOLD, Evaluation
 
 _POSITIVE = "#c0392b"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-from consumer.synthetic import TRAINED_LENGTH
+from consumer.training.synthetic import TRAINED_LENGTH
 from producer_sim.evaluation import Evaluation, StepScore
 
 

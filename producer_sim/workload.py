@@ -9,9 +9,10 @@ is taken in: device picks and fault positions come from one generator, drawn in 
 fixed stream positions, and sequence contents from another, drawn in blocks of sequences in the
 order devices start them. Only the `ts` written into each value depends on the caller's clock.
 
-Sequences come from the shared labelled generator (`consumer.synthetic.generate`), a block at a
-time at the block's longest length, each cut to its own length: the generator's statistics at a
-step do not depend on the total length, so a cut sequence is a sequence of that length.
+Sequences come from the shared labelled generator (`consumer.training.synthetic.generate`), a
+block at a time at the block's longest length, each cut to its own length: the generator's
+statistics at a step do not depend on the total length, so a cut sequence is a sequence of that
+length.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from consumer import synthetic
+from consumer.training import synthetic
 from producer_sim.faults import FAULTS, fault_key
 from producer_sim.labels import SequenceLabel
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from consumer.messages import DEFAULT_MAX_VALUE_BYTES, MAX_KEY_BYTES, RejectReason
+from consumer.codecs.inputs import DEFAULT_MAX_VALUE_BYTES, MAX_KEY_BYTES, RejectReason
 
 N_FEATURES = 3
 GOOD_VALUE = b'{"features":[0.5,-1.0,2.0]}'

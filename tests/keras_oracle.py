@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from consumer.messages import FinalReason, InputRecord, OutputRecord
+from consumer.codecs.inputs import InputRecord
+from consumer.codecs.outputs import FinalReason, OutputRecord
 
 Ident = tuple[str, int, int, int, bool]  # key, partition, offset, step, final
 MaxSteps = Callable[[InputRecord], int]  # the max_steps in force when a record is processed

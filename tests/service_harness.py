@@ -25,8 +25,9 @@ from confluent_kafka import Message, Producer
 from confluent_kafka.admin import AdminClient
 
 from bench.processes import free_port, wait_for
+from consumer.codecs.inputs import encode_input
+from consumer.codecs.outputs import OutputRecord, decode_output
 from consumer.commands import replay
-from consumer.messages import OutputRecord, decode_output, encode_input
 from tests.kafka_harness import QuietReader, committed_offsets, consume_until, lag_zero, reader
 
 REPO = Path(__file__).resolve().parents[1]

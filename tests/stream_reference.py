@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
-from consumer.messages import InputRecord
+from consumer.codecs.inputs import InputRecord
 
 
 @dataclass(frozen=True)

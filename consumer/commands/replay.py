@@ -18,12 +18,12 @@ from typing import BinaryIO
 
 import orjson
 
-from consumer.emit import encode_outputs
-from consumer.engine import Engine
-from consumer.messages import DEFAULT_MAX_VALUE_BYTES, InputRecord, Rejection, decode_input
+from consumer.codecs.inputs import DEFAULT_MAX_VALUE_BYTES, InputRecord, Rejection, decode_input
+from consumer.codecs.outputs import encode_outputs
+from consumer.engine.scoring import Engine
+from consumer.engine.state_table import StateTable
 from consumer.model import ModelError, load_step_function
 from consumer.model.step import BACKENDS, BackendName
-from consumer.state import StateTable
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

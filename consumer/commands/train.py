@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from consumer.model import ModelError, require_keras
-from consumer.model.train import TrainSettings, format_report, train
+from consumer.training.train import TrainSettings, format_report, train
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from consumer.model.describe import describe_plan
 from consumer.model.errors import ModelError, ModelRefused
-from consumer.model.kernels import NumpyStep
+from consumer.model.numpy_step import NumpyStep
 from consumer.model.specs import StepPlan
 from consumer.model.step import BACKENDS, BackendName, StepFunction
 

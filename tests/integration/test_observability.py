@@ -305,9 +305,9 @@ def test_prometheus_scrapes_a_live_worker_and_every_query_has_data(
 
 def _state_record(model: Path) -> bytes:
     """One valid changelog state record for `model`, as a worker would write it."""
-    from consumer.changelog_codec import encode_state  # noqa: PLC0415
+    from consumer.codecs.changelog import encode_state  # noqa: PLC0415
+    from consumer.engine.state_table import StateTable  # noqa: PLC0415
     from consumer.model import load_step_function  # noqa: PLC0415
-    from consumer.state import StateTable  # noqa: PLC0415
 
     step_fn = load_step_function(model)
     table = StateTable(step_fn.state_sizes, step_fn.n_outputs)

@@ -10,7 +10,8 @@ import pytest
 from confluent_kafka import Producer
 
 from bench.processes import wait_for
-from consumer.messages import OutputRecord, encode_input
+from consumer.codecs.inputs import encode_input
+from consumer.codecs.outputs import OutputRecord
 from tests.bad_inputs import BAD_INPUTS
 from tests.kafka_harness import NewTopicFactory, consume_until, reader
 from tests.service_harness import (

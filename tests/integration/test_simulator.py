@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Message
 
-from consumer.messages import InputRecord, decode_input
+from consumer.codecs.inputs import InputRecord, decode_input
 from producer_sim.evaluate import EvaluateSettings, read_outputs
 from producer_sim.evaluation import OutputJoin
 from producer_sim.faults import FAULTS, Fault

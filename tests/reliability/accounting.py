@@ -28,13 +28,8 @@ import orjson
 from confluent_kafka import Message
 
 from bench.processes import REPO
-from consumer.messages import (
-    DEFAULT_MAX_VALUE_BYTES,
-    InputRecord,
-    OutputRecord,
-    decode_input,
-    decode_output,
-)
+from consumer.codecs.inputs import DEFAULT_MAX_VALUE_BYTES, InputRecord, decode_input
+from consumer.codecs.outputs import OutputRecord, decode_output
 from tests.keras_oracle import MaxSteps
 from tests.keras_oracle import expected_outputs as keras_outputs
 from tests.reliability.output_table import TOLERANCE, Ident, OutputTable, Tally, tally

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from consumer import __main__ as entry  # first: it sets the environment the service expects
-from consumer.batch_result import BatchResult
-from consumer.engine import Engine
-from consumer.messages import InputRecord
+from consumer.codecs.inputs import InputRecord
+from consumer.engine.results import BatchResult
+from consumer.engine.scoring import Engine
 
 
 class InjectedError(RuntimeError):

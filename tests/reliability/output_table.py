@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from consumer.messages import OutputRecord, decode_output
+from consumer.codecs.outputs import OutputRecord, decode_output
 
 TOLERANCE = 1e-5
 Ident = tuple[str, int, int, int, bool]  # key, partition, offset, step, final

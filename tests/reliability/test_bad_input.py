@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from consumer.messages import REJECT_REASONS
+from consumer.codecs.inputs import REJECT_REASONS
 from tests.bad_inputs import BAD_INPUTS
 from tests.reliability.accounting import Sent, classify, expect
 from tests.reliability.conftest import DeploymentFactory

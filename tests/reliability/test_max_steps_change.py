@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from consumer.messages import InputRecord
+from consumer.codecs.inputs import InputRecord
 from tests.reliability.accounting import Position, expect
 from tests.reliability.conftest import DeploymentFactory
 from tests.reliability.phases import feed, keys, samples

@@ -15,9 +15,9 @@ from prometheus_client import CollectorRegistry
 
 from consumer import checkpoint, kafka_clients, restore, runner
 from consumer.config import Settings
+from consumer.engine.state_table import StateTable
 from consumer.http_endpoints import Health
 from consumer.metrics import Metrics
-from consumer.state import StateTable
 from tests.prefix_sum_step import PrefixSumStep
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from bench.baselines import PaddedWindowScorer
 from bench.models import WINDOW, save_streaming_model, window_model
-from consumer.messages import InputRecord
+from consumer.codecs.inputs import InputRecord
 from consumer.model import load_step_function
 
 

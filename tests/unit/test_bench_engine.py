@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from bench import engine_bench, workload
-from consumer.engine import Engine
-from consumer.messages import InputRecord, decode_input
-from consumer.state import StateTable
+from consumer.codecs.inputs import InputRecord, decode_input
+from consumer.engine.scoring import Engine
+from consumer.engine.state_table import StateTable
 from tests.prefix_sum_step import PrefixSumStep
 
 

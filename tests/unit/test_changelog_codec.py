@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from consumer import changelog_codec as codec
-from consumer.state import EndedKey, StateTable
+from consumer.codecs import changelog as changelog_codec
+from consumer.engine.state_table import EndedKey, StateTable
 
 SIZES = (32, 32, 16, 16)
 
@@ -27,8 +27,8 @@ def test_state_round_trips_bit_for_bit() -> None:
     source = filled_table()
     target = StateTable(SIZES, 1)
     for key in source.active_keys():
-        value = codec.encode_state(source, key, "abcd1234")
-        assert codec.restore(target, key, 3, value, "abcd1234") == "restored"
+        value = changelog_codec.encode_state(source, key, "abcd1234")
+        assert changelog_codec.apply_record(target, key, 3, value, "abcd1234") == "restored"
     for key in source.active_keys():
         s, t = source.slot_of(key), target.slot_of(key)
         assert s is not None and t is not None
@@ -42,22 +42,22 @@ def test_state_round_trips_bit_for_bit() -> None:
 
 
 def test_a_state_of_the_seed_model_is_small() -> None:
-    value = codec.encode_state(filled_table(), "dev-0", "abcd1234")
+    value = changelog_codec.encode_state(filled_table(), "dev-0", "abcd1234")
     assert len(value) < 450  # 96 floats of state, one output, 40 bytes of header
 
 
 def test_another_model_version_is_discarded() -> None:
     source = filled_table()
     target = StateTable(SIZES, 1)
-    value = codec.encode_state(source, "dev-1", "old00000")
-    assert codec.restore(target, "dev-1", 1, value, "new11111") == "version_mismatch"
+    value = changelog_codec.encode_state(source, "dev-1", "old00000")
+    assert changelog_codec.apply_record(target, "dev-1", 1, value, "new11111") == "version_mismatch"
     assert len(target) == 0
 
 
 def test_ended_record_restores_a_pending_end_and_clears_state() -> None:
     table = filled_table()
-    value = codec.encode_ended(EndedKey(partition=0, offset=77), "abcd1234")
-    assert codec.restore(table, "dev-0", 0, value, "abcd1234") == "ended"
+    value = changelog_codec.encode_ended(EndedKey(partition=0, offset=77), "abcd1234")
+    assert changelog_codec.apply_record(table, "dev-0", 0, value, "abcd1234") == "ended"
     assert "dev-0" not in table
     assert table.ended["dev-0"] == EndedKey(0, 77)
 
@@ -65,8 +65,8 @@ def test_ended_record_restores_a_pending_end_and_clears_state() -> None:
 def test_tombstone_forgets_state_and_pending_end() -> None:
     table = filled_table()
     table.ended["gone"] = EndedKey(0, 1)
-    codec.forget(table, "dev-2")
-    codec.forget(table, "gone")
+    changelog_codec.forget(table, "dev-2")
+    changelog_codec.forget(table, "gone")
     assert "dev-2" not in table and "gone" not in table.ended
 
 
@@ -75,9 +75,14 @@ def test_tombstone_forgets_state_and_pending_end() -> None:
     [b"", b"LSS1", b"XXXX\x00\x00", b"LSS1\x00\x08abcd1234" + b"\x00" * 10],
 )
 def test_corrupt_values_are_reported_not_raised(value: bytes) -> None:
-    assert codec.restore(StateTable(SIZES, 1), "k", 0, value, "abcd1234") == "corrupt"
+    assert (
+        changelog_codec.apply_record(StateTable(SIZES, 1), "k", 0, value, "abcd1234") == "corrupt"
+    )
 
 
 def test_state_of_another_shape_is_corrupt() -> None:
-    value = codec.encode_state(filled_table(), "dev-0", "abcd1234")
-    assert codec.restore(StateTable((8,), 1), "dev-0", 0, value, "abcd1234") == "corrupt"
+    value = changelog_codec.encode_state(filled_table(), "dev-0", "abcd1234")
+    assert (
+        changelog_codec.apply_record(StateTable((8,), 1), "dev-0", 0, value, "abcd1234")
+        == "corrupt"
+    )

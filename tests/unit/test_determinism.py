@@ -15,12 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumer import changelog_codec as codec
-from consumer.engine import Engine
-from consumer.messages import InputRecord
-from consumer.model.kernels import CHUNK_ROWS, NumpyStep
+from consumer.codecs import changelog as changelog_codec
+from consumer.codecs.inputs import InputRecord
+from consumer.engine.scoring import Engine
+from consumer.engine.state_table import StateTable
+from consumer.model.numpy_step import CHUNK_ROWS, NumpyStep
 from consumer.model.plan import build_plan
-from consumer.state import StateTable
 from tests.stream_reference import streams
 from tests.unit.model.conftest import zoo_model
 from tests.unit.test_engine_exactness import MODELS
@@ -80,10 +80,12 @@ def _restored(engine: Engine, version: str) -> Engine:
     for key in old.active_keys():
         slot = old.slot_of(key)
         assert slot is not None
-        value = codec.encode_state(old, key, version)
-        codec.restore(table, key, int(old.partition[slot]), value, version)
+        value = changelog_codec.encode_state(old, key, version)
+        changelog_codec.apply_record(table, key, int(old.partition[slot]), value, version)
     for key, ended in old.ended.items():
-        codec.restore(table, key, ended.partition, codec.encode_ended(ended, version), version)
+        changelog_codec.apply_record(
+            table, key, ended.partition, changelog_codec.encode_ended(ended, version), version
+        )
     return Engine(engine.step_fn, table, max_steps=engine.max_steps)
 
 

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer import changelog_codec
-from consumer.batch_result import Outputs
-from consumer.engine import Engine
-from consumer.messages import InputRecord
-from consumer.state import StateTable
+from consumer.codecs import changelog as changelog_codec
+from consumer.codecs.inputs import InputRecord
+from consumer.engine.results import Outputs
+from consumer.engine.scoring import Engine
+from consumer.engine.state_table import StateTable
 from tests.prefix_sum_step import PrefixSumStep, prefix_outputs
 from tests.stream_reference import Reference, record, reference_run, streams
 
@@ -113,10 +113,10 @@ def restored(run: Run, max_steps: int) -> Run:
         slot = table.slot_of(key)
         assert slot is not None
         value = changelog_codec.encode_state(table, key, "v")
-        changelog_codec.restore(after.table, key, int(table.partition[slot]), value, "v")
+        changelog_codec.apply_record(after.table, key, int(table.partition[slot]), value, "v")
     for key, gone in table.ended.items():
         value = changelog_codec.encode_ended(gone, "v")
-        changelog_codec.restore(after.table, key, gone.partition, value, "v")
+        changelog_codec.apply_record(after.table, key, gone.partition, value, "v")
     return after
 
 
@@ -298,7 +298,7 @@ def restored_with_max_steps(steps: dict[str, int], max_steps: int) -> Run:
     after = make_run(max_steps)
     for key in steps:
         value = changelog_codec.encode_state(before.table, key, "v")
-        assert changelog_codec.restore(after.table, key, 0, value, "v") == "restored"
+        assert changelog_codec.apply_record(after.table, key, 0, value, "v") == "restored"
     return after
 
 

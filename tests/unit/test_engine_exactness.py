@@ -11,11 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumer.engine import Engine
-from consumer.messages import InputRecord
-from consumer.model.kernels import NumpyStep
+from consumer.codecs.inputs import InputRecord
+from consumer.engine.scoring import Engine
+from consumer.engine.state_table import StateTable
+from consumer.model.numpy_step import NumpyStep
 from consumer.model.plan import build_plan
-from consumer.state import StateTable
 from tests.stream_reference import reference, streams
 from tests.unit.model.conftest import zoo_model
 

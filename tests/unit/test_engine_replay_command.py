@@ -7,8 +7,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from consumer.codecs.outputs import decode_output
 from consumer.commands import replay
-from consumer.messages import decode_output
 from tests.prefix_sum_step import PrefixSumStep
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from consumer.messages import OutputRecord
+from consumer.codecs.outputs import OutputRecord
 from producer_sim.evaluation import OutputJoin, latency_summary, nearest_rank
 from producer_sim.labels import LabelsError, SequenceLabel, encode_label, read_labels
 from producer_sim.report import summary_lines, write_report

@@ -11,21 +11,19 @@ import numpy as np
 import orjson
 import pytest
 
-from consumer.messages import (
+from consumer.codecs.inputs import (
     DEFAULT_MAX_VALUE_BYTES,
     DLQ_REASONS,
     REJECT_REASONS,
     InputRecord,
-    OutputRecord,
     Rejection,
     RejectReason,
     decode_input,
-    decode_output,
     dlq_headers,
     encode_input,
-    encode_output,
     wrong_partition,
 )
+from consumer.codecs.outputs import OutputRecord, decode_output, encode_output
 from tests.bad_inputs import (
     BAD_INPUTS,
     GOOD_VALUE,

@@ -9,16 +9,8 @@ import orjson
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from consumer.messages import (
-    FINAL_REASONS,
-    FLOAT32_MAX,
-    InputRecord,
-    Rejection,
-    decode_input,
-    decode_output,
-    encode_input,
-    encode_output,
-)
+from consumer.codecs.inputs import FLOAT32_MAX, InputRecord, Rejection, decode_input, encode_input
+from consumer.codecs.outputs import FINAL_REASONS, decode_output, encode_output
 from tests.bad_inputs import BAD_INPUTS, GOOD_VALUE
 
 N = 3

@@ -7,7 +7,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumer.messages import DLQ_REASONS
+from consumer.codecs.inputs import DLQ_REASONS
 from consumer.metrics import END_REASONS, PROBABILITY_BUCKETS, BatchHistogram, Metrics
 
 # Every non-counter name ends with its unit (or what it counts); counters end in _total.

@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from consumer.messages import OutputRecord
+from consumer.codecs.outputs import OutputRecord
 from tests.reliability.output_table import TOLERANCE, Ident, OutputTable, Tally, tally
 
 

@@ -7,9 +7,9 @@ from typing import cast
 import numpy as np
 from confluent_kafka import Consumer
 
-from consumer import changelog_codec as codec
+from consumer.codecs import changelog as changelog_codec
+from consumer.engine.state_table import StateTable
 from consumer.restore import CorruptRecord, Restorer, restore_partitions
-from consumer.state import StateTable
 from tests.unit.kafka_fakes import CHANGELOG, FakeReader
 
 VERSION = "v1"
@@ -20,7 +20,7 @@ def _state(key: str, step: int, offset: int) -> tuple[bytes, bytes]:
     slot = table.allocate(key, 0)
     table.steps[slot], table.last_offset[slot] = step, offset
     table.states[0][slot] = np.float32(step)
-    return key.encode(), codec.encode_state(table, key, VERSION)
+    return key.encode(), changelog_codec.encode_state(table, key, VERSION)
 
 
 def _restore(reader: FakeReader) -> tuple[StateTable, list[CorruptRecord]]:
@@ -52,8 +52,8 @@ def test_a_corrupt_record_followed_by_a_good_one_is_no_loss() -> None:
 def test_state_of_another_shape_is_reported_with_both_shapes() -> None:
     _, value = _state("a", 2, 11)
     table = StateTable((3, 2), 2)
-    assert codec.restore(table, "a", 0, value, VERSION) == "corrupt"
-    assert codec.corrupt_reason(table, value) == (
+    assert changelog_codec.apply_record(table, "a", 0, value, VERSION) == "corrupt"
+    assert changelog_codec.corrupt_reason(table, value) == (
         "2 outputs and 4 state floats, the model has 2 and 5"
     )
 

@@ -8,12 +8,12 @@ import orjson
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from consumer import changelog_codec as codec
 from consumer import runner
-from consumer.batch_result import BatchResult
+from consumer.codecs import changelog as changelog_codec
 from consumer.config import Guarantee
+from consumer.engine.results import BatchResult
+from consumer.engine.state_table import StateTable
 from consumer.runner import InstanceFencedError
-from consumer.state import StateTable
 from tests.unit.kafka_fakes import (
     CHANGELOG,
     INPUT,
@@ -185,7 +185,7 @@ def _changelog_states(
     for i, key in enumerate(keys):
         slot = table.allocate(key, partition)
         table.steps[slot], table.last_offset[slot] = step, -1 if i else step - 1
-    return [(k.encode(), codec.encode_state(table, k, "prefixsum")) for k in keys]
+    return [(k.encode(), changelog_codec.encode_state(table, k, "prefixsum")) for k in keys]
 
 
 @pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from consumer.messages import REJECT_REASONS, Rejection, decode_input
+from consumer.codecs.inputs import REJECT_REASONS, Rejection, decode_input
 from producer_sim.faults import FAULTS, Fault, fault_key
 
 

@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from consumer.messages import InputRecord, Rejection, decode_input
+from consumer.codecs.inputs import InputRecord, Rejection, decode_input
 from producer_sim.faults import FAULTS
 from producer_sim.workload import Record, Workload, WorkloadSettings
 

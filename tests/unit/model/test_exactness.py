@@ -10,7 +10,7 @@ import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-from consumer.model.kernels import CHUNK_ROWS, NumpyStep
+from consumer.model.numpy_step import CHUNK_ROWS, NumpyStep
 from consumer.model.plan import build_plan
 from tests import model_zoo
 from tests.unit.model.conftest import zoo_model

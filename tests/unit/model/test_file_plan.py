@@ -13,8 +13,8 @@ from keras import layers
 
 from consumer.model import ModelRefused
 from consumer.model.file_plan import read_plan
-from consumer.model.kernels import NumpyStep
 from consumer.model.loader import load_keras_model
+from consumer.model.numpy_step import NumpyStep
 from consumer.model.plan import build_plan
 from tests import model_zoo
 from tests.plan_compare import plan_differences

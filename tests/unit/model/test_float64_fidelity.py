@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from consumer.model.kernels import NumpyStep
+from consumer.model.numpy_step import NumpyStep
 from consumer.model.plan import build_plan
 from tests import model_zoo
 

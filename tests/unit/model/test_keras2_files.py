@@ -11,8 +11,8 @@ import pytest
 
 from consumer.model import ModelError, ModelRefused
 from consumer.model.file_plan import read_plan
-from consumer.model.kernels import NumpyStep
 from consumer.model.loader import load_keras_model
+from consumer.model.numpy_step import NumpyStep
 from tests.unit.model.test_exactness import TOLERANCE, stream
 
 model_zoo_keras2 = pytest.importorskip("tests.model_zoo_keras2")

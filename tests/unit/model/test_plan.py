@@ -12,7 +12,7 @@ import pytest
 from keras import layers
 
 from consumer.model import describe_plan, load_plan
-from consumer.model.kernels import NumpyStep
+from consumer.model.numpy_step import NumpyStep
 from consumer.model.plan import build_plan
 from consumer.model.specs import IdentitySpec, RecurrentSpec
 from tests.unit.model.conftest import zoo_model
@@ -121,7 +121,8 @@ def test_version_changes_when_one_weight_changes(tmp_path: Path) -> None:
 
 def test_importing_the_model_package_does_not_import_tensorflow() -> None:
     code = (
-        "import sys, consumer.model, consumer.synthetic, consumer.scoring_metrics; "
+        "import sys, consumer.model, consumer.training.synthetic; "
+        "import consumer.training.scoring_metrics; "
         "heavy = [m for m in ('tensorflow', 'keras', 'h5py') if m in sys.modules]; "
         "sys.exit(f'imported {heavy}' if heavy else 0)"
     )

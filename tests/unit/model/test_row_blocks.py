@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from consumer.model import row_blocks
-from consumer.model.kernels import NumpyStep
+from consumer.model.numpy_step import NumpyStep
 from consumer.model.plan import build_plan
 from consumer.model.row_blocks import (
     ROW_BLOCK,

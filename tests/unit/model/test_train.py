@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from consumer import synthetic
 from consumer.commands import train as train_command
 from consumer.model import load_plan
-from consumer.scoring_metrics import accuracy, roc_auc
+from consumer.training import synthetic
+from consumer.training.scoring_metrics import accuracy, roc_auc
 
 
 def test_generator_is_deterministic_per_seed() -> None:

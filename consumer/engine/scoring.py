@@ -25,11 +25,11 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from consumer.batch_result import BatchResult, Outputs, Rejected, merged
-from consumer.messages import InputRecord, wrong_partition
+from consumer.codecs.inputs import InputRecord, wrong_partition
+from consumer.engine.fast_path import process_single_wave
+from consumer.engine.results import BatchResult, Outputs, Rejected, merged
+from consumer.engine.state_table import StateTable
 from consumer.model.step import Float32Array, StepFunction
-from consumer.single_wave import process_single_wave
-from consumer.state import StateTable
 
 # Record times of a batch, in seconds: one per record, or one for all.
 Times = float | Sequence[float] | npt.NDArray[np.float64]

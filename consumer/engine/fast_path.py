@@ -2,7 +2,7 @@
 that appears once in the batch. Together they form a single wave, so the per-key bookkeeping of
 the general path (cursors, waves, finals) reduces to a few list comprehensions and array
 operations, several times cheaper per record. The other records take the general path in
-`consumer.engine`; the tests hold both to one reference.
+`consumer.engine.scoring`; the tests hold both to one reference.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from consumer.batch_result import BatchResult, Outputs
-from consumer.messages import InputRecord
+from consumer.codecs.inputs import InputRecord
+from consumer.engine.results import BatchResult, Outputs
+from consumer.engine.state_table import StateTable
 from consumer.model.step import StepFunction
-from consumer.state import StateTable
 
 
 def process_single_wave(

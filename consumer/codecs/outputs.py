@@ -16,9 +16,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import orjson
+
+if TYPE_CHECKING:
+    from consumer.engine.results import Outputs
 
 FinalReason = Literal["end", "max_steps", "idle_timeout"]
 FINAL_REASONS: tuple[FinalReason, ...] = get_args(FinalReason)
@@ -150,3 +153,36 @@ def _opt_int(doc: dict[str, Any], name: str) -> int | None:
     if doc[name] is None:
         return None
     return _int(doc, name)
+
+
+def encode_outputs(
+    outputs: Outputs, model_version: str, *, with_partition: bool = True
+) -> list[bytes]:
+    """Encoded values; `with_partition=False` writes a null partition (replay has none)."""
+    values = outputs.values.tolist()  # one conversion to Python floats for the whole batch
+    partitions: list[int | None] = (
+        list(outputs.partitions) if with_partition else [None] * len(outputs.keys)
+    )
+    return [
+        encode_output(
+            sequence_id=key,
+            step=step,
+            outputs=value,
+            final=reason is not None,
+            reason=reason,
+            model_version=model_version,
+            partition=partition,
+            offset=offset,
+            ts=ts,
+        )
+        for key, step, value, reason, partition, offset, ts in zip(
+            outputs.keys,
+            outputs.steps,
+            values,
+            outputs.reasons,
+            partitions,
+            outputs.offsets,
+            outputs.ts,
+            strict=True,
+        )
+    ]

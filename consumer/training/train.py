@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from consumer import synthetic
-from consumer.scoring_metrics import accuracy, roc_auc
+from consumer.training import synthetic
+from consumer.training.scoring_metrics import accuracy, roc_auc
 
 
 @dataclass(frozen=True)

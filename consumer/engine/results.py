@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from consumer.messages import FinalReason, InputRecord, Rejection
+from consumer.codecs.inputs import InputRecord, Rejection
+from consumer.codecs.outputs import FinalReason
 from consumer.model.step import Float32Array
 
 

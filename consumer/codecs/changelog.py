@@ -14,8 +14,8 @@ from typing import Literal
 
 import numpy as np
 
+from consumer.engine.state_table import EndedKey, StateTable
 from consumer.model.step import Float32Array
-from consumer.state import EndedKey, StateTable
 
 _MAGIC = b"LSS1"
 _HEAD = struct.Struct("<4sBB")
@@ -87,7 +87,7 @@ def decode(value: bytes) -> Snapshot:
     )
 
 
-def restore(
+def apply_record(
     table: StateTable, key: str, partition: int, value: bytes, model_version: str
 ) -> RestoreOutcome:
     """Apply one changelog record to the table (the newest record of a key wins). A corrupt

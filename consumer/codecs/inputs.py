@@ -1,7 +1,7 @@
 """Wire format of the input topic: Kafka key/value bytes to a typed record or a typed rejection.
 
-The contract is the "Wire format" section of the design; the output side lives in
-`consumer.output_codec` and is re-exported here. No Kafka and no model in this module: every
+The contract is the "Wire format" section of the design; the output side is
+`consumer.codecs.outputs`. No Kafka and no model in this module: every
 consumed record passes through `decode_input`, so the good path does as little as possible and
 the explanation of a failure is only worked out once something has failed.
 
@@ -45,35 +45,6 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import orjson
-
-from consumer.output_codec import (
-    FINAL_REASONS,
-    FinalReason,
-    OutputRecord,
-    decode_output,
-    encode_output,
-)
-
-__all__ = [
-    "DEFAULT_MAX_VALUE_BYTES",
-    "DLQ_REASONS",
-    "FINAL_REASONS",
-    "FLOAT32_MAX",
-    "MAX_KEY_BYTES",
-    "REJECT_REASONS",
-    "DlqReason",
-    "FinalReason",
-    "InputRecord",
-    "OutputRecord",
-    "RejectReason",
-    "Rejection",
-    "decode_input",
-    "decode_output",
-    "dlq_headers",
-    "encode_input",
-    "encode_output",
-    "wrong_partition",
-]
 
 RejectReason = Literal[
     "invalid_json",
