@@ -117,7 +117,7 @@ def to_float32(value: Any) -> Float32Array:
     return np.ascontiguousarray(ops.convert_to_numpy(value), dtype=np.float32)
 
 
-def describe_layer(link: ChainLink) -> LayerSpec | list[str]:
+def layer_spec(link: ChainLink) -> LayerSpec | list[str]:
     """The plan record for one link of the chain, or every reason it is refused."""
     layer = link.layer
     cls = class_name(layer)

@@ -13,7 +13,7 @@ from typing import Any
 
 from consumer.model.chain import extract_chain
 from consumer.model.errors import ModelRefused
-from consumer.model.layer_specs import describe_layer
+from consumer.model.layer_specs import layer_spec
 from consumer.model.specs import LayerSpec, RecurrentSpec, StepPlan
 from consumer.model.version import model_version
 
@@ -25,7 +25,7 @@ def build_plan(model: Any, source: str) -> StepPlan:
     n_features, trained_length = input_dims(chain.input_shape, reasons)
     layers: list[LayerSpec] = []
     for link in chain.links:
-        found = describe_layer(link)
+        found = layer_spec(link)
         if isinstance(found, list):
             reasons.extend(found)
         else:
