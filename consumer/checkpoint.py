@@ -1,41 +1,43 @@
-"""Making outputs, state and input offsets durable together, in one fixed order.
+"""Making outputs, state and input offsets durable together, in one fixed order, and (exactly-once)
+the transaction's whole lifecycle: begin, commit, abort, and replacing a producer that cannot go
+on. The order and why it is safe: docs/design.md, "Commit order".
 
 At-least-once:
   1. flush outputs and dead letters, fail on any undelivered record;
   2. write the latest state of every key changed since the last checkpoint to the changelog
-     (same partition number as the key's input partition), flush, fail on any undelivered;
+     (`consumer.changelog_writer`), flush, fail on any undelivered;
   3. commit the input offsets (offset + 1).
-Outputs are delivered before the state that claims them: a crash between 1 and 2 replays the
-records against the older state and reproduces identical outputs; a crash between 2 and 3 replays
-them against a state that already includes them, and the engine skips them (their offsets are not
-newer), their outputs having been delivered in step 1.
 
 Exactly-once: the same records and the input offsets go into the open transaction, which is
 committed; a read_committed reader sees all of it or none of it.
 
-A sequence that ended is first written as an "ended at offset X" record, and replaced by a
-tombstone once the input offsets are committed past X, so a replay never resurrects it.
-
-Changelog records are written only for partitions owned at the moment they are written: a state
-or tombstone queued for a partition that was revoked or lost since would overwrite what its new
-owner wrote.
+A checkpoint that fails tells the caller whether to rewind: go back to the last commit (drop the
+state, restore it, read the input again from the committed offsets).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection
+from typing import Literal
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from consumer.codecs import changelog as changelog_codec
-from consumer.engine.state_table import StateTable
+from consumer.changelog_writer import ChangelogWriter, Positions
+from consumer.logging_setup import log_event
 from consumer.metrics import Metrics
-from consumer.sink import Sink
+from consumer.sink import DeliveryFailedError, Sink
 
-Positions = dict[int, int]  # input partition -> next offset to read
+__all__ = ["Checkpointer", "Outcome", "Positions", "StuckTransactionError"]
+
+log = logging.getLogger("consumer.checkpoint")
 _GRACE_S = 10.0  # beyond a transactional call's own timeout, before it counts as stuck
+
+# committed; nothing to commit; failed, try again at the next one; failed, rewind first
+Outcome = Literal["committed", "nothing", "failed", "rewind"]
 
 
 class StuckTransactionError(RuntimeError):
@@ -48,36 +50,120 @@ class Checkpointer:
         self,
         *,
         sink: Sink,
-        table: StateTable,
+        changelog: ChangelogWriter,
         input_topic: str,
-        changelog_topic: str,
-        model_version: str,
         transactional: bool,
         metrics: Metrics,
+        new_producer: Callable[[], Producer],
+        keep_trying: Callable[[], bool] = lambda: True,
         timeout_s: float = 60.0,
     ) -> None:
+        """`new_producer`: a producer attached to `sink`'s delivery reports; `keep_trying`: false
+        once the worker stops, so that it does not wait for a broker that is away."""
         self.sink = sink
-        self.table = table
+        self.changelog = changelog
         self.input_topic = input_topic
-        self.changelog_topic = changelog_topic
-        self.model_version = model_version
         self.transactional = transactional
         self.metrics = metrics
+        self.new_producer = new_producer
+        self.keep_trying = keep_trying
         self.timeout_s = timeout_s
-        self._tombstones: dict[str, int] = {}  # key -> changelog partition
+        self.in_transaction = False
+
+    # -- the producer and its transaction ---------------------------------------------------
+
+    def start_producer(self) -> None:
+        """Attach a new producer to the sink (exactly-once: with its transactions initialised,
+        which fences a previous producer of the same transactional id)."""
+        if self.sink.producer is not None:
+            with contextlib.suppress(KafkaException):  # a fenced or failed producer may refuse
+                self.sink.producer.flush(0)
+        producer = self.new_producer()
+        while self.transactional:
+            try:
+                producer.init_transactions(self.timeout_s)
+                break
+            except KafkaException as exc:
+                # Retriable (the broker is unreachable): it is no use going on without it.
+                if not exc.args[0].retriable() or not self.keep_trying():
+                    raise
+                log_event(log, "init_transactions_retry", level=logging.WARNING, reason=str(exc))
+        self.sink.attach(producer)
+        self.in_transaction = False
+
+    def begin(self) -> None:
+        """Exactly-once: open a transaction unless one is open."""
+        if self.transactional and not self.in_transaction:
+            self._producer().begin_transaction()
+            self.in_transaction = True
+
+    def abort(self) -> None:
+        """Exactly-once: abort the transaction (also one whose begin failed: that leaves the
+        producer needing an abort). A producer that cannot (after a broker restart it may never
+        find its transaction coordinator again) is replaced: the new one's init_transactions
+        fences it and aborts its transaction on the broker."""
+        if not self.transactional:
+            return
+        try:
+            self._producer().abort_transaction(self.timeout_s)
+        except KafkaException as exc:
+            log_event(log, "producer_replaced", level=logging.WARNING, reason=str(exc.args[0]))
+            self.metrics.count_commit_failure("producer_fenced")
+            self.start_producer()
+        self.in_transaction = False
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def checkpoint(
+        self, consumer: Consumer, positions: Positions, owned: Collection[int]
+    ) -> Outcome:
+        """One checkpoint of the input partitions `owned` now, failures handled."""
+        if self.transactional and not self.in_transaction:
+            return "nothing"  # nothing consumed or produced since the last commit
+        try:
+            self.commit(consumer, positions, owned)
+        except DeliveryFailedError as exc:
+            self.metrics.count_commit_failure("delivery")
+            log_event(log, "commit_failed", level=logging.ERROR, reason=str(exc))
+            self.abort()  # raised before the commit: the transaction is open
+            return "rewind"
+        except StuckTransactionError as exc:
+            log_event(log, "producer_replaced", level=logging.ERROR, reason=str(exc))
+            self.metrics.count_commit_failure("producer_fenced")
+            self.start_producer()  # fences the stuck one, aborting its transaction
+            return "rewind"
+        except KafkaException as exc:
+            return "rewind" if self.failed(exc.args[0]) else "failed"
+        return "committed"
+
+    def failed(self, err: KafkaError) -> bool:
+        """A commit, or exactly-once a produce into the open transaction, failed with `err`.
+        Whether the caller must rewind: at-least-once the offsets are simply committed again at
+        the next checkpoint; exactly-once the transaction is gone."""
+        log_event(log, "commit_failed", level=logging.ERROR, reason=str(err))
+        if not self.transactional:
+            self.metrics.count_commit_failure("offset_commit")
+            return False
+        if err.fatal():
+            self.metrics.count_commit_failure("producer_fenced")
+            self.start_producer()
+        else:
+            self.metrics.count_commit_failure("transaction_abort")
+            self.abort()
+        self.in_transaction = False
+        return True
 
     def commit(self, consumer: Consumer, positions: Positions, owned: Collection[int]) -> None:
-        """One checkpoint of the input partitions `owned` now; raises (DeliveryFailedError,
+        """The checkpoint itself; raises (DeliveryFailedError, StuckTransactionError,
         KafkaException) if it did not happen."""
         started = time.monotonic()
         offsets = [TopicPartition(self.input_topic, p, o) for p, o in sorted(positions.items())]
         if self.transactional:
-            self._write_changelog(owned)
+            self.changelog.write(owned)
             # A failed delivery makes commit_transaction fail; one already reported is raised
             # here instead, so that a committed transaction is never followed by a failure.
             self.sink.raise_failures()
-            producer = self.sink.producer
-            assert producer is not None
+            producer = self._producer()
             if offsets:
                 metadata = consumer.consumer_group_metadata()
                 self._bounded(
@@ -85,13 +171,14 @@ class Checkpointer:
                     lambda: producer.send_offsets_to_transaction(offsets, metadata, self.timeout_s),
                 )
             self._bounded("commit_transaction", lambda: producer.commit_transaction(self.timeout_s))
+            self.in_transaction = False
         else:
             self.sink.flush(self.timeout_s)
-            self._write_changelog(owned)
+            self.changelog.write(owned)
             self.sink.flush(self.timeout_s)
             if offsets:
                 consumer.commit(offsets=offsets, asynchronous=False)
-        self._committed(positions)
+        self.changelog.committed(positions)
         self.metrics.observe_commit(time.monotonic() - started)
 
     def _bounded(self, what: str, call: Callable[[], None]) -> None:
@@ -115,49 +202,7 @@ class Checkpointer:
         if failure:
             raise failure[0]
 
-    def pending(self) -> bool:
-        """Whether tombstones wait for the next checkpoint."""
-        return bool(self._tombstones)
-
-    def forget_pending(self) -> None:
-        """After a rewind the changelog is read again; pending tombstones are re-derived."""
-        self._tombstones.clear()
-
-    def drop_partitions(self, partitions: Iterable[int]) -> None:
-        """Revoked or lost: their pending tombstones are the next owner's to write."""
-        gone = set(partitions)
-        self._tombstones = {k: p for k, p in self._tombstones.items() if p not in gone}
-
-    def _write_changelog(self, owned: Collection[int]) -> None:
-        table = self.table
-        topic = self.changelog_topic
-        written = 0
-        for key in table.take_dirty():
-            slot = table.slot_of(key)
-            ended = table.ended.get(key)
-            if slot is not None:
-                value = changelog_codec.encode_state(table, key, self.model_version)
-                partition = int(table.partition[slot])
-            elif ended is not None:
-                value = changelog_codec.encode_ended(ended, self.model_version)
-                partition = ended.partition
-            else:
-                continue  # dropped with its partition: the new owner writes it
-            if partition not in owned:
-                continue
-            self.sink.send(topic, value, key.encode(), partition)
-            written += 1
-        for key, partition in self._tombstones.items():
-            if partition in owned and key not in table and key not in table.ended:
-                self.sink.send(topic, None, key.encode(), partition)
-                written += 1
-        self._tombstones.clear()
-        self.metrics.count_changelog(written)
-
-    def _committed(self, positions: Positions) -> None:
-        ended = self.table.ended
-        for key, e in list(ended.items()):
-            position = positions.get(e.partition)
-            if position is not None and e.offset < position:
-                del ended[key]
-                self._tombstones[key] = e.partition
+    def _producer(self) -> Producer:
+        producer = self.sink.producer
+        assert producer is not None, "start_producer() first"
+        return producer

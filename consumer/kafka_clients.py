@@ -98,6 +98,28 @@ def new_producer(
     return Producer(producer_config(settings, on_error, on_delivery))
 
 
+class KafkaClients:
+    """The three clients a worker makes, as the settings configure them. The runner is handed one
+    of these (tests hand it broker-free stand-ins); it makes a new group consumer when fenced and
+    a new producer when the old one cannot go on."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def group_consumer(self, on_error: Callable[[KafkaError], None]) -> Consumer:
+        return new_consumer(self.settings, on_error)
+
+    def changelog_reader(self) -> Consumer:
+        return Consumer(restore_consumer_config(self.settings))
+
+    def producer(
+        self,
+        on_error: Callable[[KafkaError], None],
+        on_delivery: Callable[[KafkaError | None, Message], None],
+    ) -> Producer:
+        return new_producer(self.settings, on_error, on_delivery)
+
+
 @dataclass(frozen=True, slots=True)
 class Topology:
     input_partitions: int

@@ -25,7 +25,8 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from consumer.checkpoint import Checkpointer, Positions, StuckTransactionError
+from consumer.changelog_writer import ChangelogWriter
+from consumer.checkpoint import Checkpointer, Positions
 from consumer.codecs.inputs import InputRecord, Rejection, decode_input, dlq_headers
 from consumer.codecs.outputs import encode_outputs
 from consumer.config import Settings
@@ -33,12 +34,12 @@ from consumer.engine.results import BatchResult
 from consumer.engine.scoring import Engine
 from consumer.engine.state_table import StateTable
 from consumer.http_endpoints import Health
-from consumer.kafka_clients import new_consumer, new_producer, restore_consumer_config
+from consumer.kafka_clients import KafkaClients
 from consumer.logging_setup import log_event
 from consumer.metrics import Metrics
 from consumer.model.step import StepFunction
 from consumer.restore import Restorer, RestoreStats
-from consumer.sink import DeliveryFailedError, Sink
+from consumer.sink import Sink
 
 log = logging.getLogger("consumer.runner")
 _HOUSEKEEPING_S = 1.0
@@ -57,9 +58,15 @@ class InstanceFencedError(RuntimeError):
 
 class Runner:
     def __init__(
-        self, settings: Settings, step_fn: StepFunction, metrics: Metrics, health: Health
+        self,
+        settings: Settings,
+        step_fn: StepFunction,
+        metrics: Metrics,
+        health: Health,
+        clients: KafkaClients | None = None,
     ) -> None:
         self.settings = settings
+        self.clients = clients or KafkaClients(settings)
         self.step_fn = step_fn
         self.metrics = metrics
         self.health = health
@@ -67,17 +74,24 @@ class Runner:
         self.engine = Engine(step_fn, self.table, max_steps=settings.max_steps)
         self.transactional = settings.guarantee == "exactly-once"
         self.sink = Sink()
-        self.checkpointer = Checkpointer(
+        self.changelog = ChangelogWriter(
             sink=self.sink,
             table=self.table,
-            input_topic=settings.input_topic,
-            changelog_topic=settings.changelog_topic,
+            topic=settings.changelog_topic,
             model_version=step_fn.version,
-            transactional=self.transactional,
             metrics=metrics,
         )
-        self.consumer = new_consumer(settings, self._on_consumer_error)
-        self.reader = Consumer(restore_consumer_config(settings))
+        self.checkpointer = Checkpointer(
+            sink=self.sink,
+            changelog=self.changelog,
+            input_topic=settings.input_topic,
+            transactional=self.transactional,
+            metrics=metrics,
+            new_producer=lambda: self.clients.producer(self._on_kafka_error, self.sink.on_delivery),
+            keep_trying=lambda: not self.stopping,
+        )
+        self.consumer = self.clients.group_consumer(self._on_consumer_error)
+        self.reader = self.clients.changelog_reader()
         self.restorer = Restorer(
             self.reader, settings.changelog_topic, table=self.table, model_version=step_fn.version
         )
@@ -88,14 +102,13 @@ class Runner:
         self.assigned: set[int] = set()
         self.stopping = False
         self.failed = False  # the loop ended on an exception: commit nothing any more
-        self._in_transaction = False
         self._uncommitted = False  # records read or outputs sent since the last checkpoint
         self._fenced: KafkaError | None = None  # the group consumer was fenced: replace it
         self._rejoins: list[float] = []  # when the group consumer was last replaced
         self._detached = False  # closing a fenced consumer: nothing of it may be committed
         strategy = settings.consumer_properties().get("partition.assignment.strategy", "")
         self._cooperative = strategy in ("", "cooperative-sticky")  # kafka_clients' default
-        self._new_producer()
+        self.checkpointer.start_producer()
 
     def stop(self) -> None:
         """Ask the loop to finish its batch, commit, leave the group and return."""
@@ -113,7 +126,7 @@ class Runner:
         s = self.settings
         self._subscribe()
         commit_every = s.commit_interval_ms / 1000
-        next_commit = next_chores = time.monotonic()
+        next_commit = next_housekeeping = time.monotonic()
         clean = False
         try:
             while not self.stopping:
@@ -129,13 +142,13 @@ class Runner:
                     self._restore_slice()
                 self.sink.serve()
                 now = time.monotonic()
-                if now >= next_chores:
-                    self._transacting(self._chores)
-                    next_chores = now + _HOUSEKEEPING_S
+                if now >= next_housekeeping:
+                    self._transacting(self._housekeeping)
+                    next_housekeeping = now + _HOUSEKEEPING_S
                 # The interval spaces out checkpoints that have something to commit. An idle
                 # worker has nothing to space out: the first batch after idleness is committed
                 # at once, not up to an interval after it was delivered.
-                if now >= next_commit and (self._uncommitted or self.checkpointer.pending()):
+                if now >= next_commit and (self._uncommitted or self.changelog.pending()):
                     self._checkpoint()
                     next_commit = time.monotonic() + commit_every
             self._checkpoint()
@@ -161,9 +174,9 @@ class Runner:
             log_event(log, "shutdown_without_commit", level=logging.ERROR,
                       partitions=sorted(self.assigned), instance_id=self.settings.instance_id,
                       partitions_move_after_s=moved_after_s)  # fmt: skip
-            if self.transactional and self._in_transaction:
+            if self.checkpointer.in_transaction:
                 with contextlib.suppress(KafkaException):
-                    self._abort_or_replace()
+                    self.checkpointer.abort()
         with contextlib.suppress(KafkaException):  # a consumer in a fatal state may refuse
             self.consumer.close()  # revokes (and, after a clean stop, checkpoints) first
         self.reader.close()
@@ -180,11 +193,12 @@ class Runner:
         except KafkaException as exc:
             if not self.transactional:
                 raise
-            self._commit_error(exc.args[0])
+            if self.checkpointer.failed(exc.args[0]):
+                self._rewind()
 
     def _process(self, msgs: list[Message]) -> None:
         s = self.settings
-        self._begin()
+        self.checkpointer.begin()
         self._uncommitted = True
         records: list[InputRecord] = []
         stamps: list[int] = []
@@ -256,7 +270,7 @@ class Runner:
         if result.skipped:
             self.metrics.count_skipped(result.skipped)
 
-    def _chores(self) -> None:
+    def _housekeeping(self) -> None:
         """Idle eviction and the gauges, about once a second."""
         lags = self._lag()
         idle = self.settings.idle_timeout_s
@@ -267,7 +281,7 @@ class Runner:
             caught_up = [p for (_, p), lag in lags.items() if lag == 0]
             result = self.engine.evict_idle(idle, caught_up=caught_up, now=time.time())
             if len(result.outputs):
-                self._begin()
+                self.checkpointer.begin()
                 self._uncommitted = True
                 self._emit(result)
                 log_event(log, "idle_evicted", sequences=len(result.outputs))
@@ -303,54 +317,11 @@ class Runner:
     def _checkpoint(self) -> None:
         if self.failed or self._detached:
             return
-        if self.transactional and not self._in_transaction:
-            return  # nothing consumed or produced since the last commit
-        try:
-            self.checkpointer.commit(self.consumer, self.positions, self.assigned)
-            self._in_transaction = False
+        outcome = self.checkpointer.checkpoint(self.consumer, self.positions, self.assigned)
+        if outcome == "committed":
             self._uncommitted = False
-        except DeliveryFailedError as exc:
-            self.metrics.count_commit_failure("delivery")
-            log_event(log, "commit_failed", level=logging.ERROR, reason=str(exc))
-            if self.transactional:
-                self._abort_or_replace()  # raised before the commit: the transaction is open
+        elif outcome == "rewind":
             self._rewind()
-        except StuckTransactionError as exc:
-            log_event(log, "producer_replaced", level=logging.ERROR, reason=str(exc))
-            self.metrics.count_commit_failure("producer_fenced")
-            self._new_producer()  # fences the stuck one, aborting its transaction
-            self._in_transaction = False
-            self._rewind()
-        except KafkaException as exc:
-            self._commit_error(exc.args[0])
-
-    def _commit_error(self, err: KafkaError) -> None:
-        log_event(log, "commit_failed", level=logging.ERROR, reason=str(err))
-        if not self.transactional:
-            self.metrics.count_commit_failure("offset_commit")
-            return  # offsets are committed again at the next checkpoint
-        if err.fatal():
-            self.metrics.count_commit_failure("producer_fenced")
-            self._new_producer()
-        else:
-            self.metrics.count_commit_failure("transaction_abort")
-            self._abort_or_replace()
-        self._in_transaction = False
-        self._rewind()
-
-    def _abort_or_replace(self) -> None:
-        """Abort the open transaction. A producer that cannot (after a broker restart it may never
-        find its transaction coordinator again) is replaced: the new one's init_transactions
-        fences it and aborts its transaction on the broker."""
-        producer = self.sink.producer
-        assert producer is not None
-        try:
-            producer.abort_transaction(self.checkpointer.timeout_s)
-        except KafkaException as exc:
-            log_event(log, "producer_replaced", level=logging.WARNING, reason=str(exc.args[0]))
-            self.metrics.count_commit_failure("producer_fenced")
-            self._new_producer()
-        self._in_transaction = False
 
     def _rewind(self) -> None:
         """Back to the last commit: drop state, restore it, and read again from the offsets."""
@@ -358,7 +329,7 @@ class Runner:
         self.restorer.abandon(parts)
         self.table.drop_partitions(parts)
         self.table.take_dirty()
-        self.checkpointer.forget_pending()
+        self.changelog.forget_pending()
         for p in parts:
             self.positions.pop(p, None)
         topic = self.settings.input_topic
@@ -368,29 +339,6 @@ class Runner:
             # Read again from there once restored; OFFSET_BEGINNING (-2) if nothing is committed.
             self._resume_at[tp.partition] = tp.offset if tp.offset >= 0 else -2
         log_event(log, "rewound", partitions=parts)
-
-    def _begin(self) -> None:
-        if self.transactional and not self._in_transaction:
-            producer = self.sink.producer
-            assert producer is not None
-            producer.begin_transaction()
-            self._in_transaction = True
-
-    def _new_producer(self) -> None:
-        if self.sink.producer is not None:
-            with contextlib.suppress(KafkaException):  # a fenced or failed producer may refuse
-                self.sink.producer.flush(0)
-        producer = new_producer(self.settings, self._on_kafka_error, self.sink.on_delivery)
-        while self.transactional:
-            try:
-                producer.init_transactions(self.checkpointer.timeout_s)
-                break
-            except KafkaException as exc:
-                # Retriable (the broker is unreachable): it is no use going on without it.
-                if not exc.args[0].retriable() or self.stopping:
-                    raise
-                log_event(log, "init_transactions_retry", level=logging.WARNING, reason=str(exc))
-        self.sink.attach(producer)
 
     def _on_consumer_error(self, err: KafkaError) -> None:
         """A fatal consumer error ends the worker (the consumer cannot be used any more), except a
@@ -425,8 +373,8 @@ class Runner:
         # As when partitions are lost: drop their state and commit nothing of them.
         parts = sorted(self.assigned)
         self.restorer.abandon(parts)
-        if self.transactional and self._in_transaction:
-            self._abort_or_replace()
+        if self.checkpointer.in_transaction:
+            self.checkpointer.abort()
         self._drop(parts)
         self._publish_assignment("lost")
         self._detached = True
@@ -435,7 +383,7 @@ class Runner:
                 self.consumer.close()
         finally:
             self._detached = False
-        self.consumer = new_consumer(self.settings, self._on_consumer_error)
+        self.consumer = self.clients.group_consumer(self._on_consumer_error)
         self._subscribe()
         log_event(log, "rejoined", level=logging.WARNING, reason=str(err),
                   instance_id=self.settings.instance_id, rejoins=len(self._rejoins))  # fmt: skip
@@ -472,9 +420,9 @@ class Runner:
         parts = [tp.partition for tp in partitions if tp.topic == self.settings.input_topic]
         self.restorer.abandon(parts)
         self._drop(parts)
-        if self.transactional and self._in_transaction:
+        if self.checkpointer.in_transaction:
             # The open transaction holds outputs of partitions that are no longer ours.
-            self._abort_or_replace()
+            self.checkpointer.abort()
             try:
                 self._rewind()
             except KafkaException as exc:
@@ -486,7 +434,7 @@ class Runner:
 
     def _drop(self, parts: list[int]) -> None:
         dropped = self.table.drop_partitions(parts)
-        self.checkpointer.drop_partitions(parts)
+        self.changelog.drop_partitions(parts)
         for p in parts:
             self.positions.pop(p, None)
             self._resume_at.pop(p, None)

@@ -34,7 +34,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Scenarios need a broker: `-m "not integration"` leaves them out with the integration tests.
     for item in items:
-        if item.path.parent == _HERE and item.path.name != "test_regressions.py":
+        if item.path.parent == _HERE:
             item.add_marker(pytest.mark.integration)
             item.add_marker(pytest.mark.reliability)
 

@@ -8,18 +8,19 @@ aborted, and a changelog reader serving records per partition.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import pytest
 from confluent_kafka import KafkaError, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from consumer import runner
 from consumer.config import Guarantee, Settings
 from consumer.http_endpoints import Health
+from consumer.kafka_clients import KafkaClients
 from consumer.metrics import Metrics
 from tests.prefix_sum_step import PrefixSumStep
 
@@ -88,8 +89,14 @@ class FakeProducer:
         self.in_transaction: list[Produced] = []
         self.committed: list[Produced] = []
         self.purged: list[Produced] = []
-        self.fail_send_offsets: Exception | None = None
         self.sent_offsets: list[list[tuple[int, int]]] = []
+        # Failures to inject: raised once by send_offsets_to_transaction; by every produce; by
+        # abort and flush (a producer in a fatal state refuses everything).
+        self.fail_send_offsets: Exception | None = None
+        self.fail_produce: Exception | None = None
+        self.fail_abort: Exception | None = None
+        self.stuck = threading.Event()  # set: send_offsets_to_transaction waits for `release`
+        self.release = threading.Event()
 
     def init_transactions(self, timeout: float) -> None:
         self.calls.append("init")
@@ -99,6 +106,8 @@ class FakeProducer:
 
     def produce(self, topic: str, value: bytes | None, key: bytes | None, partition: int = -1,
                 **_: object) -> None:  # fmt: skip
+        if self.fail_produce is not None:
+            raise self.fail_produce
         record = Produced(topic, value, key, partition)
         self.produced.append(record)
         self.in_transaction.append(record)
@@ -106,6 +115,8 @@ class FakeProducer:
     def send_offsets_to_transaction(self, offsets: list[TopicPartition], meta: object,
                                     timeout: float) -> None:  # fmt: skip
         self.calls.append("send_offsets")
+        if self.stuck.is_set():
+            self.release.wait()
         self.sent_offsets.append([(tp.partition, tp.offset) for tp in offsets])
         if self.fail_send_offsets is not None:
             exc, self.fail_send_offsets = self.fail_send_offsets, None
@@ -118,6 +129,8 @@ class FakeProducer:
 
     def abort_transaction(self, timeout: float) -> None:
         self.calls.append("abort")
+        if self.fail_abort is not None:
+            raise self.fail_abort
         self.purged += self.in_transaction
         self.in_transaction = []
 
@@ -130,6 +143,8 @@ class FakeProducer:
         return len(purged)
 
     def flush(self, timeout: float = 0) -> int:
+        if self.fail_abort is not None:
+            raise self.fail_abort
         self.poll(0)
         self.committed += self.in_transaction  # at-least-once: everything is delivered
         self.in_transaction = []
@@ -249,11 +264,43 @@ class FakeReader:
 
 
 @dataclass
+class FakeClients:
+    """What the runner is handed instead of `consumer.kafka_clients.KafkaClients`."""
+
+    consumer: FakeConsumer = field(default_factory=FakeConsumer)
+    reader: FakeReader = field(default_factory=FakeReader)
+    producers: list[FakeProducer] = field(default_factory=list)
+    consumers_made: int = 0
+
+    def group_consumer(self, on_error: Callable[[KafkaError], None]) -> FakeConsumer:
+        self.consumers_made += 1
+        self.consumer.on_error = on_error
+        return self.consumer
+
+    def changelog_reader(self) -> FakeReader:
+        return self.reader
+
+    def producer(self, _on_error: object, on_delivery: Any) -> FakeProducer:
+        self.producers.append(FakeProducer(on_delivery))
+        return self.producers[-1]
+
+
+@dataclass
 class Fakes:
     runner: runner.Runner
-    consumer: FakeConsumer
-    reader: FakeReader
-    producers: list[FakeProducer]
+    clients: FakeClients
+
+    @property
+    def consumer(self) -> FakeConsumer:
+        return self.clients.consumer
+
+    @property
+    def reader(self) -> FakeReader:
+        return self.clients.reader
+
+    @property
+    def producers(self) -> list[FakeProducer]:
+        return self.clients.producers
 
     @property
     def producer(self) -> FakeProducer:
@@ -270,27 +317,12 @@ class Fakes:
             self.runner._restore_slice()
 
 
-def make_runner(
-    monkeypatch: pytest.MonkeyPatch, guarantee: Guarantee = "at-least-once", **settings: Any
-) -> Fakes:
-    consumer = FakeConsumer()
-    reader = FakeReader()
-    producers: list[FakeProducer] = []
-
-    def new_consumer(_settings: Settings, on_error: Callable[[KafkaError], None]) -> FakeConsumer:
-        consumer.on_error = on_error
-        return consumer
-
-    def new_producer(_s: Settings, _on_error: object, on_delivery: Any) -> FakeProducer:
-        producers.append(FakeProducer(on_delivery))
-        return producers[-1]
-
-    monkeypatch.setattr(runner, "new_consumer", new_consumer)
-    monkeypatch.setattr(runner, "Consumer", lambda conf: reader)
-    monkeypatch.setattr(runner, "new_producer", new_producer)
+def make_runner(guarantee: Guarantee = "at-least-once", **settings: Any) -> Fakes:
+    clients = FakeClients()
     s = Settings(model_path=Path("m.keras"), guarantee=guarantee, **settings)
-    r = runner.Runner(s, PrefixSumStep(), Metrics(CollectorRegistry()), Health())
+    metrics = Metrics(CollectorRegistry())
+    r = runner.Runner(s, PrefixSumStep(), metrics, Health(), cast(KafkaClients, clients))
     # As run() subscribes, for tests that drive the runner's steps themselves.
-    consumer.callbacks = {"on_assign": r._on_assign, "on_revoke": r._on_revoke,
-                          "on_lost": r._on_lost}  # fmt: skip
-    return Fakes(r, consumer, reader, producers)
+    clients.consumer.callbacks = {"on_assign": r._on_assign, "on_revoke": r._on_revoke,
+                                  "on_lost": r._on_lost}  # fmt: skip
+    return Fakes(r, clients)

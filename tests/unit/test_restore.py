@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import cast
 
 import numpy as np
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaError, KafkaException
 
+from consumer import restore
 from consumer.codecs import changelog as changelog_codec
 from consumer.engine.state_table import StateTable
 from consumer.restore import CorruptRecord, Restorer, restore_partitions
@@ -87,3 +88,28 @@ def test_an_abandoned_partition_stops_being_read() -> None:
     assert set(reader.assigned) == {1}
     finished, stats = restorer.step(1.0)
     assert finished == [1] and stats is not None and stats.partitions == (1,)
+
+
+class NotYetLeaderReader:
+    """A changelog just created: the first watermark requests find no leader yet."""
+
+    def __init__(self, refusals: int) -> None:
+        self.refusals = refusals
+        self.asked = 0
+
+    def get_watermark_offsets(self, tp: object, timeout: float, cached: bool) -> tuple[int, int]:
+        self.asked += 1
+        if self.asked <= self.refusals:
+            raise KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION))
+        return 0, 0
+
+
+def test_a_restore_waits_for_a_changelog_leader() -> None:
+    # A worker creating the changelog topic and restoring from it at once used to die of
+    # NOT_LEADER_FOR_PARTITION from the watermark request.
+    reader = NotYetLeaderReader(refusals=2)
+    table = StateTable((3, 1), 2)
+    stats = restore.restore_partitions(
+        cast(Consumer, reader), "changelog", [0], table=table, model_version="v"
+    )
+    assert stats.records == 0 and reader.asked == 3

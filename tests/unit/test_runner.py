@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -45,7 +43,7 @@ def test_a_batch_that_crashes_commits_nothing(
 ) -> None:
     # The engine fails on the second batch. Closing the consumer revokes its partitions, and the
     # revoke used to checkpoint offsets (or commit the transaction) past the failed batch.
-    f = make_runner(monkeypatch, guarantee, commit_interval_ms=0)
+    f = make_runner(guarantee, commit_interval_ms=0)
     f.consumer.before_consume = _assign_first(0)  # type: ignore[assignment]
     f.consumer.batches = [[], [sample("a", 0, 0)], [sample("b", 0, 1), sample("c", 0, 2)]]
     process = f.runner.engine.process
@@ -77,7 +75,7 @@ def test_no_tombstone_is_written_for_a_partition_no_longer_owned(
     # A sequence ends; the checkpoint that commits past its end queues its tombstone (the one
     # the revoke runs, or an earlier one before a loss). The tombstone used to go out with a
     # later checkpoint, deleting whatever newer state the partition's new owner had written.
-    f = make_runner(monkeypatch)
+    f = make_runner()
     r = f.runner
     f.assign(0, 1)
     r._process([sample("a", 0, 0, ',"end":true'), sample("b", 1, 0)])  # type: ignore[list-item]
@@ -99,7 +97,7 @@ def test_one_abort_is_one_rewind(monkeypatch: pytest.MonkeyPatch) -> None:
     # An aborted transaction's records come back to the delivery callback as purged. Those
     # reports used to stay in the sink's failure list: the next, successful, commit raised them,
     # rewound a committed transaction and left it marked open, which caused a second rewind.
-    f = make_runner(monkeypatch, "exactly-once")
+    f = make_runner("exactly-once")
     r = f.runner
     rewinds: list[list[int]] = []
     rewind = r._rewind
@@ -127,7 +125,7 @@ def test_one_abort_is_one_rewind(monkeypatch: pytest.MonkeyPatch) -> None:
     r._checkpoint()
     assert f.producer.calls[-2:] == ["send_offsets", "commit"]
     assert len(rewinds) == 1
-    assert not r._in_transaction
+    assert not r.checkpointer.in_transaction
     r._transacting(r._process, [sample("a", 0, 1)])  # type: ignore[list-item]
     assert f.producer.calls[-1] == "begin"  # a new transaction for the next batch
 
@@ -143,15 +141,7 @@ def test_a_fenced_worker_rejoins_and_ends_naming_the_flag_when_fenced_again(
     # dead consumer. Now a fenced worker drops its partitions uncommitted and rejoins with a new
     # consumer; fenced again within the window, it ends saying what to do.
     monkeypatch.setattr(runner, "_MAX_REJOINS", 1)
-    f = make_runner(monkeypatch, guarantee)
-    created: list[int] = []
-    make_consumer = runner.new_consumer
-
-    def counting(settings: Any, on_error: Any) -> Any:
-        created.append(1)
-        return make_consumer(settings, on_error)
-
-    monkeypatch.setattr(runner, "new_consumer", counting)
+    f = make_runner(guarantee)
     fatal = KafkaError(
         KafkaError._FATAL,
         "Fatal error: Broker: Static consumer fenced by other consumer with same group.instance.id",
@@ -164,7 +154,8 @@ def test_a_fenced_worker_rejoins_and_ends_naming_the_flag_when_fenced_again(
             assert consumer.on_error is not None
             consumer.on_error(fatal)
         elif consumer.consumed == 4:
-            assert f.runner.assigned == set() and created == [1]  # dropped, rejoined
+            assert f.runner.assigned == set()  # dropped
+            assert f.clients.consumers_made == 2  # and rejoined with a new consumer
             consumer.assign_now(0)
         elif consumer.consumed > 10:
             f.runner.stop()  # the test's own way out of a worker that does not stop
@@ -175,7 +166,18 @@ def test_a_fenced_worker_rejoins_and_ends_naming_the_flag_when_fenced_again(
         f.runner.run()
     assert f.runner.settings.instance_id in str(info.value)
     assert f.consumer.consumed == 6
-    assert created == [1]
+    assert f.clients.consumers_made == 2
+
+
+def test_a_produce_refused_by_a_failed_transaction_is_a_failed_commit() -> None:
+    # The transaction failed underneath (the broker lost the producer's sequence numbers):
+    # the next produce raises. The worker used to die of it instead of aborting.
+    f = make_runner("exactly-once")
+    f.assign(0)
+    f.producer.fail_produce = KafkaException(KafkaError(KafkaError._STATE, "injected"))
+    f.runner._transacting(f.runner._process, [sample("dev-1", 0, 7)])  # type: ignore[list-item]
+    assert f.producer.calls == ["init", "begin", "abort"]
+    assert not f.runner.checkpointer.in_transaction
 
 
 def _changelog_states(
@@ -197,7 +199,7 @@ def test_a_restore_runs_in_slices_between_polls_with_no_transaction_open(
     # long one got the worker dropped from the group) and, exactly-once, the open transaction
     # waited for it (a long one timed it out). Now: commit, pause, restore a slice per loop
     # iteration while the partitions already owned keep flowing, then resume.
-    f = make_runner(monkeypatch, guarantee, commit_interval_ms=0)
+    f = make_runner(guarantee, commit_interval_ms=0)
     r = f.runner
     monkeypatch.setattr(runner, "_RESTORE_SLICE_S", 0.0)  # one changelog read per iteration
     f.reader.records[1] = _changelog_states(1, ["z", *(f"k{i}" for i in range(19))], step=5)
@@ -242,7 +244,7 @@ def test_a_restore_runs_in_slices_between_polls_with_no_transaction_open(
 
 
 def test_a_partition_revoked_mid_restore_is_abandoned(monkeypatch: pytest.MonkeyPatch) -> None:
-    f = make_runner(monkeypatch)
+    f = make_runner()
     r = f.runner
     monkeypatch.setattr(runner, "_RESTORE_SLICE_S", 0.0)
     f.reader.records[1] = _changelog_states(1, [f"k{i}" for i in range(20)], step=2)
@@ -260,7 +262,7 @@ def test_a_partition_revoked_mid_restore_is_abandoned(monkeypatch: pytest.Monkey
 def test_a_corrupt_newest_state_is_counted_and_logged(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    f = make_runner(monkeypatch)
+    f = make_runner()
     f.reader.records[0] = [*_changelog_states(0, ["a"], step=3), (b"a", b"LSS1\x00")]
     f.assign(0)
     assert "a" not in f.runner.table
@@ -274,7 +276,7 @@ def test_a_corrupt_newest_state_is_counted_and_logged(
 def test_a_record_of_a_partition_still_restoring_is_read_again_after(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    f = make_runner(monkeypatch)
+    f = make_runner()
     r = f.runner
     f.reader.records[1] = _changelog_states(1, ["z"], step=5)
     f.consumer.assign_now(1)
@@ -291,7 +293,7 @@ def test_the_first_batch_after_idleness_is_checkpointed_at_once(
     # The commit timer ran from the last checkpoint even when it had nothing to commit, so a
     # worker's first batch waited up to an interval: long enough for a crash to lose its state
     # after its outputs were out. An idle worker no longer commits the same offsets again either.
-    f = make_runner(monkeypatch, commit_interval_ms=600_000)
+    f = make_runner(commit_interval_ms=600_000)
     commits_seen: list[int] = []
 
     def hook(consumer: FakeConsumer) -> None:

@@ -1,0 +1,82 @@
+"""What a checkpoint writes to the changelog: the newest state of every key changed since the
+last one, "ended" records, and tombstones once the input is committed past a sequence's end.
+
+A sequence that ended is first written as an "ended at offset X" record, and replaced by a
+tombstone once the input offsets are committed past X, so a replay never resurrects it.
+
+Records are written only for partitions owned at the moment they are written: a state or
+tombstone queued for a partition that was revoked or lost since would overwrite what its new
+owner wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+
+from consumer.codecs import changelog as changelog_codec
+from consumer.engine.state_table import StateTable
+from consumer.metrics import Metrics
+from consumer.sink import Sink
+
+Positions = dict[int, int]  # input partition -> next offset to read
+
+
+class ChangelogWriter:
+    def __init__(
+        self, *, sink: Sink, table: StateTable, topic: str, model_version: str, metrics: Metrics
+    ) -> None:
+        self.sink = sink
+        self.table = table
+        self.topic = topic
+        self.model_version = model_version
+        self.metrics = metrics
+        self._tombstones: dict[str, int] = {}  # key -> changelog partition
+
+    def pending(self) -> bool:
+        """Whether tombstones wait for the next checkpoint."""
+        return bool(self._tombstones)
+
+    def forget_pending(self) -> None:
+        """After a rewind the changelog is read again; pending tombstones are re-derived."""
+        self._tombstones.clear()
+
+    def drop_partitions(self, partitions: Iterable[int]) -> None:
+        """Revoked or lost: their pending tombstones are the next owner's to write."""
+        gone = set(partitions)
+        self._tombstones = {k: p for k, p in self._tombstones.items() if p not in gone}
+
+    def write(self, owned: Collection[int]) -> None:
+        """Hand the changed keys' records and the pending tombstones to the sink."""
+        table = self.table
+        written = 0
+        for key in table.take_dirty():
+            slot = table.slot_of(key)
+            ended = table.ended.get(key)
+            if slot is not None:
+                value = changelog_codec.encode_state(table, key, self.model_version)
+                partition = int(table.partition[slot])
+            elif ended is not None:
+                value = changelog_codec.encode_ended(ended, self.model_version)
+                partition = ended.partition
+            else:
+                continue  # dropped with its partition: the new owner writes it
+            if partition not in owned:
+                continue
+            self.sink.send(self.topic, value, key.encode(), partition)
+            written += 1
+        for key, partition in self._tombstones.items():
+            if partition in owned and key not in table and key not in table.ended:
+                self.sink.send(self.topic, None, key.encode(), partition)
+                written += 1
+        self._tombstones.clear()
+        self.metrics.count_changelog(written)
+
+    def committed(self, positions: Positions) -> None:
+        """The input is committed up to `positions`: sequences ended before them get tombstones
+        at the next checkpoint."""
+        ended = self.table.ended
+        for key, e in list(ended.items()):
+            position = positions.get(e.partition)
+            if position is not None and e.offset < position:
+                del ended[key]
+                self._tombstones[key] = e.partition

@@ -1,0 +1,120 @@
+"""The checkpoint and the exactly-once transaction's lifecycle, without a broker
+(tests.unit.kafka_fakes): what a failure at each step leaves behind."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from prometheus_client import CollectorRegistry
+
+from consumer import checkpoint
+from consumer.changelog_writer import ChangelogWriter
+from consumer.checkpoint import Checkpointer
+from consumer.engine.state_table import StateTable
+from consumer.metrics import Metrics
+from consumer.sink import Sink
+from tests.unit.kafka_fakes import CHANGELOG, INPUT, FakeConsumer, FakeProducer, sample
+
+
+class Made:
+    """A checkpointer over fakes, and every producer it made."""
+
+    def __init__(self, transactional: bool = True) -> None:
+        self.producers: list[FakeProducer] = []
+        self.sink = Sink()
+        self.table = StateTable((3, 1), 2)
+        metrics = Metrics(CollectorRegistry())
+        writer = ChangelogWriter(
+            sink=self.sink, table=self.table, topic=CHANGELOG, model_version="v", metrics=metrics
+        )
+        self.checkpointer = Checkpointer(
+            sink=self.sink,
+            changelog=writer,
+            input_topic=INPUT,
+            transactional=transactional,
+            metrics=metrics,
+            new_producer=self._new_producer,
+        )
+        self.checkpointer.start_producer()
+        self.consumer = cast(Consumer, FakeConsumer())
+
+    def _new_producer(self) -> Producer:
+        self.producers.append(FakeProducer(self.sink.on_delivery))
+        return cast(Producer, self.producers[-1])
+
+    def checkpoint(self, positions: dict[int, int]) -> str:
+        return self.checkpointer.checkpoint(self.consumer, positions, set(positions))
+
+
+def _error(code: int, **flags: bool) -> KafkaException:
+    return KafkaException(KafkaError(code, "injected", **flags))
+
+
+def test_a_commit_sends_the_offsets_and_commits_the_transaction() -> None:
+    m = Made()
+    assert m.checkpoint({0: 5}) == "nothing"  # no transaction open: nothing to commit
+    m.checkpointer.begin()
+    assert m.checkpoint({0: 5}) == "committed"
+    assert m.producers[0].calls == ["init", "begin", "send_offsets", "commit"]
+    assert m.producers[0].sent_offsets == [[(0, 5)]]
+    assert not m.checkpointer.in_transaction
+
+
+def test_an_abort_that_fails_replaces_the_producer() -> None:
+    # After a broker restart the commit times out and the abort fails too (the producer lost
+    # its coordinator, or its epoch). The worker used to die of the abort's exception.
+    m = Made()
+    m.checkpointer.begin()
+    m.producers[0].fail_send_offsets = _error(KafkaError._TIMED_OUT, retriable=True)
+    m.producers[0].fail_abort = _error(KafkaError.INVALID_TXN_STATE, fatal=True)
+    assert m.checkpoint({0: 5}) == "rewind"
+    assert len(m.producers) == 2 and m.producers[1].calls == ["init"]  # replaced, initialised
+    assert not m.checkpointer.in_transaction
+    assert m.sink.producer is cast(object, m.producers[1])
+
+
+@pytest.mark.timeout(60)
+def test_a_stuck_transactional_call_replaces_the_producer(monkeypatch: pytest.MonkeyPatch) -> None:
+    # librdkafka can ignore send_offsets_to_transaction's timeout and wait forever for a group
+    # coordinator it forgot in a broker restart; the worker used to hang with it.
+    monkeypatch.setattr(checkpoint, "_GRACE_S", 0.0)
+    m = Made()
+    m.checkpointer.timeout_s = 0.2
+    m.producers[0].stuck.set()
+    try:
+        m.checkpointer.begin()
+        assert m.checkpoint({0: 5}) == "rewind"
+        assert len(m.producers) == 2 and m.producers[1].calls == ["init"]
+        assert not m.checkpointer.in_transaction
+    finally:
+        m.producers[0].release.set()
+
+
+def test_a_fatal_transaction_error_replaces_the_producer_and_another_aborts() -> None:
+    m = Made()
+    m.checkpointer.begin()
+    assert m.checkpointer.failed(KafkaError(KafkaError.PRODUCER_FENCED, "fenced", fatal=True))
+    assert len(m.producers) == 2 and "abort" not in m.producers[0].calls
+    m.checkpointer.begin()
+    assert m.checkpointer.failed(KafkaError(KafkaError._TIMED_OUT, "slow"))
+    assert m.producers[1].calls == ["init", "begin", "abort"] and len(m.producers) == 2
+
+
+def test_at_least_once_a_failed_offset_commit_is_retried_not_rewound() -> None:
+    m = Made(transactional=False)
+
+    def refuse(**_: Any) -> None:
+        raise _error(KafkaError.REBALANCE_IN_PROGRESS)
+
+    m.consumer.commit = refuse  # type: ignore[method-assign]
+    assert m.checkpoint({0: 5}) == "failed"
+    assert m.producers[0].calls == []  # no transaction to abort
+
+
+def test_at_least_once_an_undelivered_record_rewinds_before_any_offset_is_committed() -> None:
+    m = Made(transactional=False)
+    m.sink.on_delivery(KafkaError(KafkaError._MSG_TIMED_OUT), cast(Any, sample("k", 0, 0)))
+    assert m.checkpoint({0: 5}) == "rewind"
+    assert cast(FakeConsumer, m.consumer).commits == []
