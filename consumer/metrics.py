@@ -22,12 +22,12 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from consumer.codecs.inputs import DLQ_REASONS, DlqReason
 from consumer.config import Guarantee
+from consumer.engine.results import EndReason
 from consumer.model.step import BackendName
 
 NAMESPACE = "lstm_scorer"
 DISTRIBUTION = "lstm-stream-scorer"
 
-EndReason = Literal["end", "max_steps", "idle_timeout", "reset"]
 END_REASONS: tuple[EndReason, ...] = get_args(EndReason)
 RebalanceKind = Literal["assign", "revoke", "lost"]
 REBALANCE_KINDS: tuple[RebalanceKind, ...] = get_args(RebalanceKind)

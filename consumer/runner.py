@@ -36,7 +36,7 @@ from consumer.engine.state_table import StateTable
 from consumer.http_endpoints import Health
 from consumer.kafka_clients import KafkaClients
 from consumer.logging_setup import log_event
-from consumer.metrics import Metrics
+from consumer.metrics import Metrics, RebalanceKind
 from consumer.model.step import StepFunction
 from consumer.restore import Restorer, RestoreStats
 from consumer.sink import Sink
@@ -266,7 +266,7 @@ class Runner:
             self.metrics.observe_outputs(out.values)
         self.metrics.count_sequences_started(result.started)
         for reason, n in result.ended.items():
-            self.metrics.count_sequences_ended(reason, n)  # type: ignore[arg-type]
+            self.metrics.count_sequences_ended(reason, n)
         if result.skipped:
             self.metrics.count_skipped(result.skipped)
 
@@ -441,10 +441,10 @@ class Runner:
         self.assigned.difference_update(parts)
         log_event(log, "partitions_dropped", partitions=sorted(parts), sequences=dropped)
 
-    def _publish_assignment(self, kind: str) -> None:
+    def _publish_assignment(self, kind: RebalanceKind) -> None:
         topic = self.settings.input_topic
         self.health.set_assigned((topic, p) for p in self.assigned)
-        self.metrics.count_rebalance(kind, len(self.assigned))  # type: ignore[arg-type]
+        self.metrics.count_rebalance(kind, len(self.assigned))
         log_event(log, kind, partitions=sorted(self.assigned))
 
     def _start_restore(self, parts: list[int]) -> None:

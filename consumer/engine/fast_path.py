@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from consumer.codecs.inputs import InputRecord
 from consumer.engine.results import BatchResult, Outputs
-from consumer.engine.state_table import StateTable
+from consumer.engine.state_table import StateTable, replayed
 from consumer.model.step import StepFunction
 
 
@@ -41,7 +41,9 @@ def process_single_wave(
             slot = slot_of(r.key)
             if slot is None:
                 gone = table.ended.get(r.key)
-                if gone is not None and (r.offset <= gone.offset or r.partition != gone.partition):
+                if gone is not None and (
+                    replayed(r.offset, gone.offset) or r.partition != gone.partition
+                ):
                     continue  # a replay or a stray of an ended sequence: the general path decides
             picked.append(i)
             slots.append(slot)
@@ -54,10 +56,10 @@ def process_single_wave(
     if known:
         at = np.asarray(known, np.intp)
         index_known = np.fromiter((slots[j] for j in known), np.intp, len(known))
-        replayed = offsets[at] <= table.last_offset[index_known]
-        replayed |= parts[np.asarray(picked, np.intp)[at]] != table.partition[index_known]
-        if replayed.any():  # rare: after a crash, or a stray; leave those to the general path
-            drop = {known[j] for j in np.flatnonzero(replayed).tolist()}
+        aside = np.asarray(replayed(offsets[at], table.last_offset[index_known]), np.bool_)
+        aside |= parts[np.asarray(picked, np.intp)[at]] != table.partition[index_known]
+        if aside.any():  # rare: after a crash, or a stray; leave those to the general path
+            drop = {known[j] for j in np.flatnonzero(aside).tolist()}
             keep = [j for j in range(n) if j not in drop]
             picked = [picked[j] for j in keep]
             chosen = [chosen[j] for j in keep]
@@ -96,18 +98,12 @@ def _apply(
     x = np.asarray([r.features[0] for r in records], np.float32)
 
     started = time.perf_counter()
-    states = [np.take(arr, index, axis=0) for arr in table.states]
+    states = table.gather_states(index)
     y = step_fn.step(x, states).copy()
-    for arr, s in zip(table.states, states, strict=True):
-        arr[index] = s
+    table.scatter_states(index, states)
     step_seconds = time.perf_counter() - started
 
-    steps = table.steps[index] + 1
-    table.steps[index] = steps
-    table.last_offset[index] = offsets
-    table.last_seen[index] = np.maximum(table.last_seen[index], seen)
-    table.last_output[index] = y
-    table.dirty.update(keys)
+    steps = table.record_one_step(keys, index, offsets, seen, y)
     out = Outputs(
         keys=keys,
         steps=steps.tolist(),

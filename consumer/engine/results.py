@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
 from consumer.codecs.inputs import InputRecord, Rejection
 from consumer.codecs.outputs import FinalReason
 from consumer.model.step import Float32Array
+
+# Why a sequence ended: a final output's reason, or a reset (which has no output of its own).
+EndReason = Literal[FinalReason, "reset"]
 
 
 @dataclass(slots=True)
@@ -28,6 +32,15 @@ class Outputs:
     def __len__(self) -> int:
         return len(self.keys)
 
+    def add(self, rec: InputRecord, step: int, reason: FinalReason | None) -> None:
+        """One output of `rec`, its values aside (filled from the model's results)."""
+        self.keys.append(rec.key)
+        self.steps.append(step)
+        self.reasons.append(reason)
+        self.partitions.append(rec.partition)
+        self.offsets.append(rec.offset)
+        self.ts.append(rec.ts)
+
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
@@ -44,7 +57,7 @@ class BatchResult:
     waves: int
     skipped: int  # records not applied again: their offset is not newer than the key's state
     started: int  # sequences started
-    ended: Counter[str]  # sequences ended, by reason ("end", "max_steps", "idle_timeout", "reset")
+    ended: Counter[EndReason]  # sequences ended, by reason
     step_seconds: float  # time spent in waves: gather, model step, scatter
     rejected: tuple[Rejected, ...] = ()  # in input order
 

@@ -21,14 +21,15 @@ import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
 from consumer.codecs.inputs import InputRecord, wrong_partition
 from consumer.engine.fast_path import process_single_wave
-from consumer.engine.results import BatchResult, Outputs, Rejected, merged
-from consumer.engine.state_table import StateTable
+from consumer.engine.results import BatchResult, EndReason, Outputs, Rejected, merged
+from consumer.engine.state_table import StateTable, replayed
 from consumer.model.step import Float32Array, StepFunction
 
 # Record times of a batch, in seconds: one per record, or one for all.
@@ -60,6 +61,25 @@ class _Cursor:
         self.applied = False  # any record of the batch applied (not skipped as a replay)
 
 
+@dataclass(slots=True)
+class _Layout:
+    """A micro-batch laid out for the model: each sample's row, slot and wave, the outputs to
+    fill from the model's results, and where each key stands after the batch."""
+
+    rows: list[list[float]] = field(default_factory=list)
+    slots: list[int] = field(default_factory=list)  # per sample
+    waves: list[int] = field(default_factory=list)  # per sample
+    fresh: list[int] = field(default_factory=list)  # samples that start a sequence: zeroed first
+    out: Outputs = field(default_factory=Outputs)
+    sources: list[int] = field(default_factory=list)  # per output: its sample, or -1 - j for the
+    repeat_slots: list[int] = field(default_factory=list)  # j-th repeat of a stored output
+    cursors: dict[str, _Cursor] = field(default_factory=dict)
+    rejected: list[Rejected] = field(default_factory=list)
+    skipped: int = 0
+    started: int = 0
+    ended: Counter[EndReason] = field(default_factory=Counter)
+
+
 class Engine:
     def __init__(self, step_fn: StepFunction, table: StateTable, *, max_steps: int = 0) -> None:
         if max_steps < 0:
@@ -88,133 +108,148 @@ class Engine:
     def _process_general(
         self, records: Sequence[InputRecord], seen: npt.NDArray[np.float64]
     ) -> BatchResult:
-        table = self.table
-        max_steps = self.max_steps
-        rows: list[list[float]] = []
-        s_slot: list[int] = []
-        s_wave: list[int] = []
-        fresh: list[int] = []  # samples that start a sequence: their state is zeroed first
-        out = Outputs()
-        o_src: list[int] = []  # per output: its sample, or -1 - j for the j-th repeated output
-        repeat_slots: list[int] = []
-        cursors: dict[str, _Cursor] = {}
-        rejected: list[Rejected] = []
-        skipped = started = 0
-        ended: Counter[str] = Counter()
-
+        layout = _Layout()
         for rec, t in zip(records, seen.tolist(), strict=True):
-            key = rec.key
-            cur = cursors.get(key)
-            if cur is None:
-                slot = table.slot_of(key)
-                if slot is not None:
-                    cur = _Cursor(
-                        slot,
-                        int(table.steps[slot]),
-                        int(table.last_offset[slot]),
-                        int(table.partition[slot]),
-                    )
-                    cur.seen = float(table.last_seen[slot])
-                elif (gone := table.ended.get(key)) is not None:
-                    cur = _Cursor(-1, 0, gone.offset, gone.partition)
-                else:
-                    cur = _Cursor(-1, 0, -1, -1)
-                cursors[key] = cur
-            if cur.partition >= 0 and rec.partition != cur.partition:
-                rejected.append(Rejected(rec, wrong_partition(rec, cur.partition)))
-                continue
-            if rec.offset <= cur.last_offset:
-                skipped += 1
-                continue
-            n = len(rec.features)
-            if not n and not cur.step:
-                # Nothing to end: the key's state does not move to this offset, in any batching.
-                continue
-            cur.last_offset = rec.offset
-            cur.applied = True
-            cur.seen = max(cur.seen, t)
-            if rec.reset and cur.step:
-                cur.step = 0
-                ended["reset"] += 1
-            if n:
-                if cur.slot < 0:
-                    cur.slot = table.allocate(key, rec.partition)
-                    cur.partition = rec.partition
-                rows.extend(rec.features)
-                done = 0
-                while done < n:
-                    take = n - done
-                    if max_steps:
-                        # At least one: a sequence restored at or past a lowered limit ends on
-                        # its next sample.
-                        take = max(1, min(take, max_steps - cur.step))
-                    first = len(s_slot)
-                    if cur.step == 0:
-                        fresh.append(first)
-                        started += 1
-                    s_slot.extend([cur.slot] * take)
-                    s_wave.extend(range(cur.wave, cur.wave + take))
-                    o_src.extend(range(first, first + take))
-                    out.steps.extend(range(cur.step + 1, cur.step + take + 1))
-                    out.reasons.extend([None] * take)
-                    cur.step += take
-                    cur.wave += take
-                    done += take
-                    if max_steps and cur.step >= max_steps:
-                        out.reasons[-1] = "max_steps"
-                        ended["max_steps"] += 1
-                        cur.step = 0
-                cur.last_sample = len(s_slot) - 1
-                out.keys.extend([key] * n)
-                out.partitions.extend([rec.partition] * n)
-                out.offsets.extend([rec.offset] * n)
-                out.ts.extend([rec.ts] * n)
-            if rec.end and cur.step:
-                if n:
-                    out.reasons[-1] = "end"
-                else:  # a bare end marker repeats the sequence's last output
-                    if cur.last_sample >= 0:
-                        o_src.append(cur.last_sample)
-                    else:
-                        o_src.append(-1 - len(repeat_slots))
-                        repeat_slots.append(cur.slot)
-                    out.keys.append(key)
-                    out.steps.append(cur.step)
-                    out.reasons.append("end")
-                    out.partitions.append(rec.partition)
-                    out.offsets.append(rec.offset)
-                    out.ts.append(rec.ts)
-                ended["end"] += 1
-                cur.step = 0
+            self._lay_out(layout, rec, t)
+        return self._apply(layout)
 
-        n_samples = len(s_slot)
+    # -- laying a batch out, record by record --------------------------------------------------
+
+    def _lay_out(self, layout: _Layout, rec: InputRecord, t: float) -> None:
+        """Place one record: its samples in waves after the key's earlier ones, its outputs, and
+        what it does to the key's sequence (start, reset, end)."""
+        cur = self._cursor(layout.cursors, rec.key)
+        if cur.partition >= 0 and rec.partition != cur.partition:
+            layout.rejected.append(Rejected(rec, wrong_partition(rec, cur.partition)))
+            return
+        if replayed(rec.offset, cur.last_offset):
+            layout.skipped += 1
+            return
+        n = len(rec.features)
+        if not n and not cur.step:
+            return  # nothing to end: the state does not move to this offset, in any batching
+        cur.last_offset = rec.offset
+        cur.applied = True
+        cur.seen = max(cur.seen, t)
+        if rec.reset and cur.step:
+            cur.step = 0
+            layout.ended["reset"] += 1
+        if n:
+            self._lay_out_samples(layout, cur, rec)
+        if rec.end and cur.step:
+            if n:
+                layout.out.reasons[-1] = "end"
+            else:  # a bare end marker repeats the sequence's last output
+                if cur.last_sample >= 0:
+                    layout.sources.append(cur.last_sample)
+                else:
+                    layout.sources.append(-1 - len(layout.repeat_slots))
+                    layout.repeat_slots.append(cur.slot)
+                layout.out.add(rec, cur.step, "end")
+            layout.ended["end"] += 1
+            cur.step = 0
+
+    def _cursor(self, cursors: dict[str, _Cursor], key: str) -> _Cursor:
+        cur = cursors.get(key)
+        if cur is not None:
+            return cur
+        table = self.table
+        slot = table.slot_of(key)
+        if slot is not None:
+            cur = _Cursor(
+                slot,
+                int(table.steps[slot]),
+                int(table.last_offset[slot]),
+                int(table.partition[slot]),
+            )
+            cur.seen = float(table.last_seen[slot])
+        elif (gone := table.ended.get(key)) is not None:
+            cur = _Cursor(-1, 0, gone.offset, gone.partition)
+        else:
+            cur = _Cursor(-1, 0, -1, -1)
+        cursors[key] = cur
+        return cur
+
+    def _lay_out_samples(self, layout: _Layout, cur: _Cursor, rec: InputRecord) -> None:
+        """A record's samples, one wave each, cut where `max_steps` ends the sequence."""
+        max_steps = self.max_steps
+        n = len(rec.features)
+        if cur.slot < 0:
+            cur.slot = self.table.allocate(rec.key, rec.partition)
+            cur.partition = rec.partition
+        layout.rows.extend(rec.features)
+        out = layout.out
+        done = 0
+        while done < n:
+            take = n - done
+            if max_steps:
+                # At least one: a sequence restored at or past a lowered limit ends on its next
+                # sample.
+                take = max(1, min(take, max_steps - cur.step))
+            first = len(layout.slots)
+            if cur.step == 0:
+                layout.fresh.append(first)
+                layout.started += 1
+            layout.slots.extend([cur.slot] * take)
+            layout.waves.extend(range(cur.wave, cur.wave + take))
+            layout.sources.extend(range(first, first + take))
+            out.steps.extend(range(cur.step + 1, cur.step + take + 1))
+            out.reasons.extend([None] * take)
+            cur.step += take
+            cur.wave += take
+            done += take
+            if max_steps and cur.step >= max_steps:
+                out.reasons[-1] = "max_steps"
+                layout.ended["max_steps"] += 1
+                cur.step = 0
+        cur.last_sample = len(layout.slots) - 1
+        out.keys.extend([rec.key] * n)
+        out.partitions.extend([rec.partition] * n)
+        out.offsets.extend([rec.offset] * n)
+        out.ts.extend([rec.ts] * n)
+
+    # -- applying it: the model over every wave, then each key's bookkeeping -------------------
+
+    def _apply(self, layout: _Layout) -> BatchResult:
+        table = self.table
+        out = layout.out
+        n_samples = len(layout.slots)
+        repeat_slots = layout.repeat_slots
         repeated = table.last_output[repeat_slots] if repeat_slots else None
         t0 = time.perf_counter()
-        y, n_waves = self._run_waves(rows, s_slot, s_wave, fresh)
+        y, n_waves = self._run_waves(layout.rows, layout.slots, layout.waves, layout.fresh)
         step_seconds = time.perf_counter() - t0
         if repeated is not None:
             y = np.concatenate([y, repeated])
-        src = np.asarray(o_src, np.intp)
+        src = np.asarray(layout.sources, np.intp)
         if repeat_slots:
             neg = src < 0
             src[neg] = n_samples - 1 - src[neg]
         out.values = y[src] if len(src) else np.zeros((0, self.step_fn.n_outputs), np.float32)
-
-        for key, cur in cursors.items():
+        for key, cur in layout.cursors.items():
             if cur.slot < 0 or not cur.applied:
                 continue
             if cur.step == 0:
                 table.end(key, cur.last_offset)
                 continue
-            slot = cur.slot
-            table.steps[slot] = cur.step
-            table.last_offset[slot] = cur.last_offset
-            table.last_seen[slot] = cur.seen
-            if cur.last_sample >= 0:
-                table.last_output[slot] = y[cur.last_sample]
-            table.dirty.add(key)
+            last_output = y[cur.last_sample] if cur.last_sample >= 0 else None
+            table.record_progress(
+                key,
+                cur.slot,
+                step=cur.step,
+                last_offset=cur.last_offset,
+                seen=cur.seen,
+                last_output=last_output,
+            )
         return BatchResult(
-            out, n_samples, n_waves, skipped, started, ended, step_seconds, tuple(rejected)
+            out,
+            n_samples,
+            n_waves,
+            layout.skipped,
+            layout.started,
+            layout.ended,
+            step_seconds,
+            tuple(layout.rejected),
         )
 
     def evict_idle(self, timeout_s: float, *, caught_up: Iterable[int], now: float) -> BatchResult:
@@ -239,7 +274,9 @@ class Engine:
             table.end(key, offset)
         out.reasons = ["idle_timeout"] * len(out.keys)
         out.ts = [None] * len(out.keys)
-        ended: Counter[str] = Counter({"idle_timeout": len(out.keys)} if len(out.keys) else {})
+        ended: Counter[EndReason] = Counter(
+            {"idle_timeout": len(out.keys)} if len(out.keys) else {}
+        )
         return BatchResult(out, 0, 0, 0, 0, ended, 0.0)
 
     def _run_waves(
@@ -274,8 +311,7 @@ class Engine:
         y: Float32Array,
         idx: npt.NDArray[np.intp] | None,
     ) -> None:
-        table = self.table
-        states = [np.take(arr, slots, axis=0) for arr in table.states]
+        states = self.table.gather_states(slots)
         if fresh.any():
             for s in states:
                 s[fresh] = 0.0
@@ -284,8 +320,7 @@ class Engine:
             y[...] = result
         else:
             y[idx] = result
-        for arr, s in zip(table.states, states, strict=True):
-            arr[slots] = s
+        self.table.scatter_states(slots, states)
 
 
 def _record_times(times: Times, n: int) -> npt.NDArray[np.float64]:

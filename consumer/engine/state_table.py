@@ -26,6 +26,7 @@ import numpy.typing as npt
 from consumer.model.step import Float32Array
 
 _INITIAL_CAPACITY = 1024
+_Offsets = TypeVar("_Offsets", int, npt.NDArray[np.int64])
 _G = TypeVar("_G", bound=np.generic)
 
 
@@ -129,6 +130,50 @@ class StateTable:
         self.release(key)
         self.dirty.add(key)
 
+    def gather_states(self, slots: npt.NDArray[np.intp]) -> list[Float32Array]:
+        """Copies of these slots' state rows, one array per state tensor."""
+        return [np.take(arr, slots, axis=0) for arr in self.states]
+
+    def scatter_states(self, slots: npt.NDArray[np.intp], states: Sequence[Float32Array]) -> None:
+        """Write state rows back to their slots."""
+        for arr, rows in zip(self.states, states, strict=True):
+            arr[slots] = rows
+
+    def record_progress(
+        self,
+        key: str,
+        slot: int,
+        *,
+        step: int,
+        last_offset: int,
+        seen: float,
+        last_output: Float32Array | None,
+    ) -> None:
+        """A live sequence's bookkeeping after a batch (`last_output` None: no new sample)."""
+        self.steps[slot] = step
+        self.last_offset[slot] = last_offset
+        self.last_seen[slot] = seen
+        if last_output is not None:
+            self.last_output[slot] = last_output
+        self.dirty.add(key)
+
+    def record_one_step(
+        self,
+        keys: Sequence[str],
+        slots: npt.NDArray[np.intp],
+        offsets: npt.NDArray[np.int64],
+        seen: npt.NDArray[np.float64],
+        outputs: Float32Array,
+    ) -> npt.NDArray[np.int32]:
+        """Live sequences that each took one sample: their bookkeeping, and their new steps."""
+        steps: npt.NDArray[np.int32] = self.steps[slots] + 1
+        self.steps[slots] = steps
+        self.last_offset[slots] = offsets
+        self.last_seen[slots] = np.maximum(self.last_seen[slots], seen)
+        self.last_output[slots] = outputs
+        self.dirty.update(keys)
+        return steps
+
     def take_dirty(self) -> set[str]:
         taken, self.dirty = self.dirty, set()
         return taken
@@ -217,3 +262,10 @@ def _grown(arr: npt.NDArray[_G], rows: int, fill: float | bool) -> npt.NDArray[_
     out = np.full((rows, *arr.shape[1:]), fill, arr.dtype)
     out[: len(arr)] = arr
     return out
+
+
+def replayed(offset: _Offsets, last_offset: _Offsets) -> bool | npt.NDArray[np.bool_]:
+    """Whether a record (or each of an array of them) was applied already: its offset is not
+    newer than the last one applied to its key's state. Such a record is read again after a
+    crash or a rewind, and skipped: its outputs were delivered the first time."""
+    return offset <= last_offset
