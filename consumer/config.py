@@ -232,22 +232,7 @@ def _check_range(s: Settings, name: str, low: float, high: float) -> None:
 def _validate(s: Settings) -> None:
     if str(s.model_path) in ("", "."):
         raise _fail("model_path", "a model file is required")
-    servers = s.bootstrap_servers.split(",")
-    if not all(servers) or any(ch.isspace() for ch in s.bootstrap_servers):
-        raise _fail("bootstrap_servers", "must be a comma-separated host:port list", servers)
-    for name in ("input_topic", "output_topic", "dlq_topic"):
-        topic = getattr(s, name)
-        if not _TOPIC.fullmatch(topic) or topic in (".", ".."):
-            raise _fail(name, "not a valid topic name (1-249 of A-Z a-z 0-9 . _ -)", topic)
-    if not s.group_id or not _TOPIC.fullmatch(s.changelog_topic):
-        problem = "must be usable in a topic name (1-233 of A-Z a-z 0-9 . _ -)"
-        raise _fail("group_id", problem, s.group_id)
-    seen: dict[str, str] = {}
-    for name in ("input_topic", "output_topic", "dlq_topic", "group_id"):
-        topic = s.changelog_topic if name == "group_id" else getattr(s, name)
-        if topic in seen:
-            raise _fail(name, f"topic {topic!r} is also {_flag(seen[topic])}", topic)
-        seen[topic] = name
+    _validate_kafka_names(s)
     for name, choices in _CHOICES.items():
         if getattr(s, name) not in choices:
             raise _fail(name, "must be one of " + ", ".join(choices), getattr(s, name))
@@ -389,3 +374,23 @@ def build_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     parser = argparse.ArgumentParser(prog="consumer run")
     add_run_arguments(parser)
     return settings_from_args(parser.parse_args(list(argv)), environ)
+
+
+def _validate_kafka_names(s: Settings) -> None:
+    """Servers, topics and the group: well formed, and no topic used for two things."""
+    servers = s.bootstrap_servers.split(",")
+    if not all(servers) or any(ch.isspace() for ch in s.bootstrap_servers):
+        raise _fail("bootstrap_servers", "must be a comma-separated host:port list", servers)
+    for name in ("input_topic", "output_topic", "dlq_topic"):
+        topic = getattr(s, name)
+        if not _TOPIC.fullmatch(topic) or topic in (".", ".."):
+            raise _fail(name, "not a valid topic name (1-249 of A-Z a-z 0-9 . _ -)", topic)
+    if not s.group_id or not _TOPIC.fullmatch(s.changelog_topic):
+        problem = "must be usable in a topic name (1-233 of A-Z a-z 0-9 . _ -)"
+        raise _fail("group_id", problem, s.group_id)
+    seen: dict[str, str] = {}
+    for name in ("input_topic", "output_topic", "dlq_topic", "group_id"):
+        topic = s.changelog_topic if name == "group_id" else getattr(s, name)
+        if topic in seen:
+            raise _fail(name, f"topic {topic!r} is also {_flag(seen[topic])}", topic)
+        seen[topic] = name

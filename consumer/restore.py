@@ -177,7 +177,7 @@ class Restorer:
         return finished, stats
 
     def _apply(self, msgs: list[Message], session: _Session) -> None:
-        table, model_version, ends = self.table, self.model_version, self._ends
+        ends = self._ends
         finished = False
         for msg in msgs:
             p, offset = msg.partition(), msg.offset()
@@ -195,30 +195,33 @@ class Restorer:
                 continue
             session.records += 1
             self._next[p] = offset + 1
-            raw_key = msg.key()
-            if not raw_key:
-                session.outcomes["corrupt"] += 1
-                session.corrupt[None] = CorruptRecord(None, p, offset, "no key")
-            else:
-                key = raw_key.decode("utf-8", "replace")
-                value = msg.value()
-                if value is None:
-                    changelog_codec.forget(table, key)
-                    outcome = "tombstone"
-                else:
-                    outcome = changelog_codec.apply_record(table, key, p, value, model_version)
-                session.outcomes[outcome] += 1
-                if outcome == "corrupt":
-                    reason = (
-                        changelog_codec.corrupt_reason(table, value) if value else "empty value"
-                    )
-                    session.corrupt[key] = CorruptRecord(key, p, offset, reason)
-                elif session.corrupt:
-                    session.corrupt.pop(key, None)  # a newer record of the key is the truth
+            self._apply_record(msg.key(), msg.value(), p, offset, session)
             if offset >= ends[p] - 1:
                 finished = self._finish(p) or finished
         if finished:
             self._reassign()
+
+    def _apply_record(
+        self, raw_key: bytes | None, value: bytes | None, p: int, offset: int, session: _Session
+    ) -> None:
+        """One changelog record into the table; the key's newest record is the truth."""
+        if not raw_key:
+            session.outcomes["corrupt"] += 1
+            session.corrupt[None] = CorruptRecord(None, p, offset, "no key")
+            return
+        table = self.table
+        key = raw_key.decode("utf-8", "replace")
+        if value is None:
+            changelog_codec.forget(table, key)
+            outcome = "tombstone"
+        else:
+            outcome = changelog_codec.apply_record(table, key, p, value, self.model_version)
+        session.outcomes[outcome] += 1
+        if outcome == "corrupt":
+            reason = changelog_codec.corrupt_reason(table, value) if value else "empty value"
+            session.corrupt[key] = CorruptRecord(key, p, offset, reason)
+        elif session.corrupt:
+            session.corrupt.pop(key, None)  # a newer record of the key is the truth
 
     def _finish(self, p: int) -> bool:
         if p not in self._ends:

@@ -95,15 +95,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     products = getattr(step_fn, "matmul_kinds", None)
-    if products and "ordered" in products:
-        log_event(
-            log,
-            "slow_products",
-            level=logging.WARNING,
-            detail="this machine's BLAS does not keep rows independent for some of the model's "
-            "products; they run in the exact but slower ordered fallback",
-            products=products,
-        )
+    _warn_of_slow_products(products)
     log_event(
         log,
         "running",
@@ -128,3 +120,15 @@ def main(argv: list[str]) -> int:
         if endpoints is not None:
             endpoints.stop()
     return 0
+
+
+def _warn_of_slow_products(products: dict[str, int] | None) -> None:
+    if products and "ordered" in products:
+        log_event(
+            log,
+            "slow_products",
+            level=logging.WARNING,
+            detail="this machine's BLAS does not keep rows independent for some of the model's "
+            "products; they run in the exact but slower ordered fallback",
+            products=products,
+        )

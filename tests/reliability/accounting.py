@@ -23,12 +23,13 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 from confluent_kafka import Message
 
 from bench.processes import REPO
-from consumer.codecs.inputs import DEFAULT_MAX_VALUE_BYTES, InputRecord, decode_input
+from consumer.codecs.inputs import DEFAULT_MAX_VALUE_BYTES, InputRecord, Rejection, decode_input
 from consumer.codecs.outputs import OutputRecord, decode_output
 from tests.keras_oracle import MaxSteps
 from tests.keras_oracle import expected_outputs as keras_outputs
@@ -99,39 +100,14 @@ def expect(
 
     Without Keras nothing per record is kept but its place: the good records go straight to the
     replay command's input file (the full overload scenario checks four million)."""
-    bad: dict[Position, str] = {}
-    records: list[InputRecord] = []  # for Keras only
-    where = _Places()
-    samples = good = 0
     oracle_in = None
     if model is not None:
         assert workdir is not None
         oracle_in = (workdir / "oracle-in.jsonl").open("wb")
     try:
-        for s in sorted(sent, key=lambda s: (s.partition, s.offset)):
-            at = (s.partition, s.offset)
-            item = decode_input(
-                s.key,
-                s.value,
-                n_features=N_FEATURES,
-                partition=s.partition,
-                offset=s.offset,
-                max_value_bytes=max_value_bytes,
-            )
-            if exclude and at in exclude:
-                bad[at] = exclude[at]
-            elif isinstance(item, InputRecord):
-                good += 1
-                samples += len(item.features)
-                if oracle_in is not None:
-                    assert s.value is not None
-                    line = {"key": item.key, "value": orjson.loads(s.value)}
-                    oracle_in.write(orjson.dumps(line) + b"\n")
-                    where.add(at)
-                if keras:
-                    records.append(item)
-            else:
-                bad[at] = item.reason
+        bad, records, where, samples, good = _classify(
+            sent, max_value_bytes, exclude, oracle_in, keep=keras
+        )
     finally:
         if oracle_in is not None:
             oracle_in.close()
@@ -141,14 +117,58 @@ def expect(
         assert workdir is not None
         fixed = max_steps if isinstance(max_steps, int) and not idle_finals else None
         if keras:
-            found = keras_outputs(model, records, max_steps=max_steps, idle_finals=idle_finals)
-            outputs = OutputTable.from_dict(found)
+            by_ident = keras_outputs(model, records, max_steps=max_steps, idle_finals=idle_finals)
+            outputs = OutputTable.from_dict(by_ident)
             if fixed is not None:
                 replayed = _replay(model, where, workdir, fixed)
         else:
             assert fixed is not None, "only the Keras oracle knows changing limits and idle finals"
             outputs = _replay(model, where, workdir, fixed)
     return Expected(outputs, bad, good + len(bad), samples, replayed)
+
+
+_Classified = tuple[dict[Position, str], list[InputRecord], "_Places", int, int]
+
+
+def _classify(
+    sent: Iterable[Sent],
+    max_value_bytes: int,
+    exclude: Mapping[Position, str] | None,
+    oracle_in: BinaryIO | None,
+    *,
+    keep: bool,
+) -> _Classified:
+    """Decode every record in topic order: (bad records with their reasons, the good records if
+    `keep`, the good records' places, samples, good records). Good ones go to `oracle_in`."""
+    bad: dict[Position, str] = {}
+    records: list[InputRecord] = []
+    where = _Places()
+    samples = good = 0
+    for s in sorted(sent, key=lambda s: (s.partition, s.offset)):
+        at = (s.partition, s.offset)
+        item = decode_input(
+            s.key,
+            s.value,
+            n_features=N_FEATURES,
+            partition=s.partition,
+            offset=s.offset,
+            max_value_bytes=max_value_bytes,
+        )
+        if exclude and at in exclude:
+            bad[at] = exclude[at]
+        elif isinstance(item, Rejection):
+            bad[at] = item.reason
+        else:
+            good += 1
+            samples += len(item.features)
+            if oracle_in is not None:
+                assert s.value is not None
+                line = {"key": item.key, "value": orjson.loads(s.value)}
+                oracle_in.write(orjson.dumps(line) + b"\n")
+                where.add(at)
+            if keep:
+                records.append(item)
+    return bad, records, where, samples, good
 
 
 class _Places:
