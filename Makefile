@@ -28,6 +28,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict consumer producer_sim bench
+	$(BIN)/mypy --strict tests  # relaxed for tests in pyproject.toml
 
 # Unit and integration tests; the integration session starts and stops its own broker unless
 # KAFKA_BOOTSTRAP_SERVERS names one. pytest's exit code 5 (nothing collected) fails too.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Message, Producer
 
 from bench.processes import wait_for
 from consumer.codecs.inputs import encode_input
@@ -136,7 +136,7 @@ def test_bad_records_go_to_the_dead_letter_topic(service: Deployment) -> None:
         dlq.close()
     assert len(msgs) == len(bad)
     reasons = {
-        (m.key(), m.value()): {k: v for k, v in m.headers() or [] if isinstance(v, bytes)}
+        (m.key(), m.value()): {k: v for k, v in _header_pairs(m) if isinstance(v, bytes)}
         for m in msgs
     }
     for case in bad:
@@ -208,3 +208,8 @@ def test_a_ready_worker_has_not_loaded_tensorflow(service: Deployment) -> None:
     assert "tensorflow" not in mapped
     assert "h5py" in mapped  # the model file was read, and the check sees the mapped libraries
     assert w.terminate() == 0
+
+
+def _header_pairs(msg: Message) -> list[tuple[str, object]]:
+    raw = msg.headers() or []
+    return list(raw.items() if isinstance(raw, dict) else raw)

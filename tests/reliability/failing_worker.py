@@ -34,7 +34,7 @@ def install(fail_on: int, positions_file: Path) -> None:
                 raise InjectedError(f"injected failure in micro-batch {calls}")
         return original(self, records, now)
 
-    Engine.process = process  # type: ignore[method-assign]
+    Engine.process = process  # type: ignore[method-assign,assignment]
 
 
 if __name__ == "__main__":

@@ -108,7 +108,7 @@ def test_at_least_once_a_failed_offset_commit_is_retried_not_rewound() -> None:
     def refuse(**_: Any) -> None:
         raise _error(KafkaError.REBALANCE_IN_PROGRESS)
 
-    m.consumer.commit = refuse  # type: ignore[method-assign]
+    m.consumer.commit = refuse  # type: ignore[method-assign,assignment]
     assert m.checkpoint({0: 5}) == "failed"
     assert m.producers[0].calls == []  # no transaction to abort
 

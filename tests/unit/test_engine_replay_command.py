@@ -47,6 +47,6 @@ def test_a_key_on_two_partitions_is_reported_with_its_line(
 def test_a_partition_that_is_not_a_number_is_a_bad_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    line = {"key": "a", "value": {"features": [1, 1, 1]}, "partition": "x"}
+    line: dict[str, object] = {"key": "a", "value": {"features": [1, 1, 1]}, "partition": "x"}
     assert run_replay(tmp_path, [line], monkeypatch) == (0, [])
     assert "line 1: invalid_field: partition" in capsys.readouterr().err

@@ -31,5 +31,8 @@ def test_the_step_drifts_from_float64_no_more_than_twice_keras_float32(seed: int
     k, s = np.asarray(keras_error), np.asarray(step_error)
     assert k[9:].max() > 1e-5, "the model must amplify rounding for this test to mean anything"
     assert s.max() <= 2 * k.max(), f"worst case {s.max():.3g} vs Keras float32 {k.max():.3g}"
-    rms = lambda e: float(np.sqrt(np.mean(e**2)))  # noqa: E731
+
+    def rms(e: np.ndarray) -> float:
+        return float(np.sqrt(np.mean(e**2)))
+
     assert rms(s) <= 2 * rms(k), f"RMS {rms(s):.3g} vs Keras float32 {rms(k):.3g}"

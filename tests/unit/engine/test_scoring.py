@@ -152,7 +152,7 @@ def test_waves_never_hold_two_steps_of_one_key() -> None:
     seen: list[list[int]] = []
 
     class Recording(PrefixSumStep):
-        def step(self, x: np.ndarray, states: list[np.ndarray]) -> np.ndarray:  # type: ignore[type-arg]
+        def step(self, x: np.ndarray, states: list[np.ndarray]) -> np.ndarray:
             seen.append([int(c) for c in states[1][:, 0]])
             return super().step(x, states)
 

@@ -22,8 +22,8 @@ from consumer.engine.state_table import StateTable
 from consumer.model.numpy_step import CHUNK_ROWS, NumpyStep
 from consumer.model.plan import build_plan
 from tests.stream_reference import streams
+from tests.unit.engine.test_scoring_exactness import MODELS
 from tests.unit.model.conftest import zoo_model
-from tests.unit.test_engine_exactness import MODELS
 
 values = st.floats(-3.0, 3.0, allow_nan=False, width=32)
 Ident = tuple[str, int, int, str | None]  # key, offset, step, reason

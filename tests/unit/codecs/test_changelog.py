@@ -15,7 +15,7 @@ def filled_table() -> StateTable:
     for i in range(3):
         slot = table.allocate(f"dev-{i}", partition=i)
         for arr in table.states:
-            arr[slot] = rng.standard_normal(arr.shape[1]).astype(np.float32)
+            arr[slot] = rng.standard_normal(int(arr.shape[1]), dtype=np.float32)
         table.steps[slot] = 5 + i
         table.last_offset[slot] = 1000 + i
         table.last_seen[slot] = 1.7e9 + i
