@@ -9,6 +9,9 @@ at once instead of leaving its transaction open until the transaction timeout.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -80,7 +83,7 @@ class Fleet:
         for launch in self.launches:
             code = launch.worker.proc.poll() if launch.worker.proc is not None else None
             status, body = launch.worker.http("/readyz") if code is None else (0, b"")
-            tail = launch.worker.log_path.read_bytes()[-2000:].decode(errors="replace")
+            tail = launch.worker.log_path.read_bytes()[-6000:].decode(errors="replace")
             lines.append(
                 f"--- {launch.slot}: {launch.fate}, exit {code}, /readyz {status} "
                 f"{body.decode(errors='replace')}\n{tail}"
@@ -93,7 +96,18 @@ class Fleet:
 
     def terminate(self, launch: Launch, timeout_s: float = 90.0) -> int:
         launch.fate = "terminated"
-        launch.exit_code = launch.worker.terminate(timeout_s)
+        try:
+            launch.exit_code = launch.worker.terminate(timeout_s)
+        except subprocess.TimeoutExpired:
+            # Where it is stuck: every thread's stack goes to its log (SIGUSR1, faulthandler).
+            proc = launch.worker.proc
+            assert proc is not None
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(2.0)
+            raise TimeoutError(
+                f"{launch.slot} did not stop within {timeout_s:g} s of SIGTERM\n"
+                + self.state_report()
+            ) from None
         return launch.exit_code
 
     def crashes(self) -> list[Launch]:
