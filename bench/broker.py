@@ -1,11 +1,9 @@
-"""The broker side of the benchmarks: a local broker of their own, topics, filling a topic, and
-reading back what the workers wrote (offsets committed, output timestamps)."""
+"""The broker side of the benchmarks: a local broker of their own (`producer_sim.cluster`),
+topics, filling a topic, and reading back what the workers wrote (offsets committed, output
+timestamps)."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -24,8 +22,9 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-REPO = Path(__file__).resolve().parents[1]
-BROKER_SCRIPT = REPO / "deploy" / "kafka" / "local-kafka.sh"
+from producer_sim.cluster.broker import LocalBroker
+from producer_sim.cluster.ports import free_port_pair
+
 # How the product's simulator produces: batches of 20 ms, lz4.
 INPUT_PRODUCER = {"partitioner": "murmur2_random", "linger.ms": 20, "compression.type": "lz4"}
 
@@ -41,49 +40,16 @@ _COORDINATOR_NOT_READY = frozenset(
 )
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_pair() -> int:
-    """A free port whose successor (the controller's) is free too."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port < 65535 and _free(port + 1):
-            return port
-    raise RuntimeError("no two consecutive free ports on 127.0.0.1")
-
-
 @contextmanager
 def local_broker(run_dir: Path) -> Iterator[str]:
-    """A single-node broker of our own (deploy/kafka/local-kafka.sh), stopped on exit."""
+    """A single-node broker of our own on free ports, stopped on exit."""
     port = free_port_pair()
-    env = {
-        **os.environ,
-        "KAFKA_PORT": str(port),
-        "KAFKA_CONTROLLER_PORT": str(port + 1),
-        "KAFKA_RUN_DIR": str(run_dir),
-    }
-
-    def script(command: str) -> None:
-        argv = ["bash", str(BROKER_SCRIPT), command]
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"local-kafka.sh {command} failed:\n{done.stdout}{done.stderr}")
-
+    # KAFKA_START_TIMEOUT as the environment has it (the script's 90 s by default).
+    broker = LocalBroker(run_dir, port, port + 1, start_timeout_s=None)
     try:
-        script("start")
-        yield f"127.0.0.1:{port}"
+        yield broker.start()
     finally:
-        script("stop")
+        broker.stop()
 
 
 def unique(prefix: str) -> str:

@@ -16,9 +16,10 @@ from typing import Literal
 import numpy as np
 
 from bench import broker, workload
-from bench.processes import Child, Worker
+from bench.processes import Worker
 from bench.service import Cluster, Guarantee, passthrough, pipeline, worker
 from bench.stats import sustained_rate
+from producer_sim.cluster.child import Child
 
 Kind = Literal["service", "passthrough"]
 KINDS: tuple[Kind, ...] = ("passthrough", "service")

@@ -19,9 +19,10 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from bench.broker import unique
-from bench.processes import Child, Worker
+from bench.processes import Worker
 from bench.service import Cluster, Guarantee, pipeline, worker
 from bench.stats import percentiles
+from producer_sim.cluster.child import Child
 
 PARTITIONS = 4
 KEYS = 10_000

@@ -17,9 +17,10 @@ import numpy as np
 import orjson
 
 from bench import broker, workload
-from bench.processes import Worker, wait_for
+from bench.processes import Worker
 from bench.service import Cluster, pipeline, worker
 from bench.stats import sustained_rate
+from producer_sim.cluster.processes import wait_for
 
 PARTITIONS = 6
 KEYS = 10_000

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Literal
 
 from bench.broker import Topics, unique
-from bench.processes import Child, Worker
+from bench.processes import Worker
+from producer_sim.cluster.child import Child
 
 Guarantee = Literal["at-least-once", "exactly-once"]
 # At-least-once runs use the service's default. Exactly-once outputs become visible when their

@@ -32,8 +32,9 @@ from typing import Literal
 import orjson
 
 from bench import broker, models
-from bench.processes import REPO, Worker
+from bench.processes import Worker
 from bench.service import Cluster, pipeline, run_flags
+from producer_sim.cluster import REPO
 
 Loader = Literal["file reader", "TensorFlow loader"]
 LOADERS: tuple[Loader, ...] = ("file reader", "TensorFlow loader")
@@ -55,7 +56,7 @@ def start_once(cluster: Cluster, loader: Loader, n: int, timeout_s: float = 180.
     flags = [*run_flags(cluster, p, f"s{n}"), "--model", str(cluster.model)]
     w = Worker.service(flags, cluster.workdir / f"{p.group}.log")
     if loader == "TensorFlow loader":
-        w.argv = ["-m", "bench.tf_loader_worker", *w.argv[2:]]
+        w.module = "bench.tf_loader_worker"
     w.start()
     try:
         w.wait_event("running", timeout_s)

@@ -9,7 +9,7 @@ import sys
 COMMANDS = {
     "simulate": ("producer_sim.simulate", "send labelled sequences to the input topic"),
     "evaluate": ("producer_sim.evaluate", "score the outputs against the labels: report"),
-    "demo": ("producer_sim.demo", "broker, two workers, simulator, live view and report"),
+    "demo": ("producer_sim.demo.command", "broker, two workers, simulator, live view and report"),
 }
 
 

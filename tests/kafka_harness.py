@@ -1,20 +1,14 @@
-"""Helpers for tests that talk to a real Kafka broker.
-
-`LocalBroker` drives deploy/kafka/local-kafka.sh (start, stop, restart keeping data); the rest are
-small client-side helpers: uuid-named topics, group ids, bounded consumption, and the Java
+"""Client-side helpers for tests that talk to a real Kafka broker (the broker itself is
+`producer_sim.cluster.broker`): uuid-named topics, group ids, bounded consumption, and the Java
 client's murmur2 partitioner for checking where keys land.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TypeVar
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -27,96 +21,8 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from bench.processes import free_port, port_free
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BROKER_SCRIPT = REPO_ROOT / "deploy" / "kafka" / "local-kafka.sh"
-
 # The `new_topic` fixture: new_topic(partitions, config=None) -> topic name.
 NewTopicFactory = Callable[..., str]
-
-
-@dataclass(frozen=True)
-class LocalBroker:
-    """One broker started by local-kafka.sh with its own ports and run directory."""
-
-    run_dir: Path
-    port: int
-    controller_port: int
-    start_timeout_s: int = 90
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            KAFKA_RUN_DIR=str(self.run_dir),
-            KAFKA_PORT=str(self.port),
-            KAFKA_CONTROLLER_PORT=str(self.controller_port),
-            KAFKA_START_TIMEOUT=str(self.start_timeout_s),
-        )
-        return env
-
-    def _run(self, command: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["bash", str(BROKER_SCRIPT), command],
-            env=self._env(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-
-    def _checked(self, command: str) -> str:
-        done = self._run(command)
-        if done.returncode != 0:
-            raise RuntimeError(
-                f"local-kafka.sh {command} failed ({done.returncode}):\n{done.stdout}{done.stderr}"
-            )
-        return done.stdout
-
-    def start(self) -> str:
-        self._checked("start")
-        return self.bootstrap
-
-    def stop(self) -> None:
-        self._checked("stop")
-
-    def restart(self) -> None:
-        """Stop and start again on the same data, like a broker bounce."""
-        self._checked("restart")
-
-    def is_running(self) -> bool:
-        return self._run("status").returncode == 0
-
-
-def free_port_pair(preferred: int | None) -> int:
-    """`preferred` if it and the next port are free, else (or when None) another free pair."""
-    if preferred is not None and port_free(preferred) and port_free(preferred + 1):
-        return preferred
-    return free_port(span=2)
-
-
-B = TypeVar("B", bound=LocalBroker)
-
-
-def started_on_free_ports(new: Callable[[int], B], preferred: int, attempts: int = 3) -> B:
-    """`new(port)` started on `preferred` (and the next port) or another free pair. Two test
-    sessions that start at the same moment can pick the same free pair; `local-kafka.sh` then
-    refuses the loser ("a port race"), which tries again on other ports."""
-    port: int | None = preferred
-    for attempt in range(attempts):
-        broker = new(free_port_pair(port))
-        try:
-            broker.start()
-            return broker
-        except RuntimeError as exc:
-            broker.stop()
-            if "port race" not in str(exc) or attempt == attempts - 1:
-                raise
-        port = None
-    raise AssertionError("unreachable")
 
 
 def unique_name(prefix: str) -> str:

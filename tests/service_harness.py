@@ -1,4 +1,5 @@
-"""Running real worker processes against a real broker, and the oracle they are compared with.
+"""Running real worker processes (`producer_sim.cluster.worker`) against a real broker, and the
+oracle they are compared with.
 
 The oracle is the replay command (the same engine without Kafka), itself checked against Keras by
 the unit tests; the integration tests check that Kafka, restarts and rebalances change nothing.
@@ -8,13 +9,7 @@ until an expected count, so late repeats and extra finals are seen; repeats must
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
-import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,13 +19,13 @@ import orjson
 from confluent_kafka import Message, Producer
 from confluent_kafka.admin import AdminClient
 
-from bench.processes import free_port, wait_for
 from consumer.codecs.inputs import encode_input
 from consumer.codecs.outputs import OutputRecord, decode_output
 from consumer.commands import replay
+from producer_sim.cluster.env import TF_DEFAULTS, child_env
+from producer_sim.cluster.worker import Worker
 from tests.kafka_harness import QuietReader, committed_offsets, consume_until, lag_zero, reader
 
-REPO = Path(__file__).resolve().parents[1]
 # Failure detection in seconds rather than librdkafka's 45 s default (the broker's minimum session
 # timeout is 6 s): a stopped worker's partitions move on quickly, also once workers are static
 # group members (their instance id), which do not leave the group when they close.
@@ -225,12 +220,7 @@ class Deployment:
             "--instance-id", f"{name}{n}",
             *extra,
         ]  # fmt: skip
-        env = {
-            **os.environ,
-            "KERAS_BACKEND": "tensorflow",
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-            **FAST_FAILOVER,
-        }
+        env = child_env({**TF_DEFAULTS, **FAST_FAILOVER})
         w = Worker(args, self.workdir / f"{name}{n}.log", env).start()
         self.workers.append(w)
         return w
@@ -284,76 +274,3 @@ class Deployment:
         for w in self.workers:
             if w.alive():
                 w.kill()
-
-
-@dataclass
-class Worker:
-    """One `python -m consumer run` process with its log file."""
-
-    args: list[str]  # without --metrics-port: the worker gets a free one
-    log_path: Path
-    env: dict[str, str]
-    port: int = 0
-    proc: subprocess.Popen[bytes] | None = None
-    module: str = "consumer"  # `python -m <module> run`: a test wrapper may stand in
-
-    def start(self) -> Worker:
-        log = self.log_path.open("ab")
-        self.port = free_port()
-        port = ["--metrics-port", str(self.port)]
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module, "run", *self.args, *port],
-            cwd=REPO,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        return self
-
-    def http(self, path: str) -> tuple[int, bytes]:
-        url = f"http://127.0.0.1:{self.port}{path}"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                return resp.status, resp.read()
-        except urllib.error.HTTPError as err:
-            return err.code, err.read()
-        except (urllib.error.URLError, ConnectionError):
-            return 0, b""  # not listening yet
-
-    def wait_ready(self, timeout_s: float = 180.0) -> None:
-        try:
-            wait_for(lambda: self.http("/readyz")[0] == 200 or None, timeout_s, "worker ready")
-        except TimeoutError as exc:
-            if self.alive():
-                assert self.proc is not None
-                size = self.log_path.stat().st_size
-                self.proc.send_signal(signal.SIGUSR1)  # its stacks go to the log, for the report
-                grew = lambda: self.log_path.stat().st_size > size or None  # noqa: E731
-                with contextlib.suppress(TimeoutError):
-                    wait_for(grew, 5, "the worker's stack dump")
-            message = f"worker not ready after {timeout_s} s; see {self.log_path}"
-            raise TimeoutError(message) from exc
-
-    def metric(self, name: str) -> float:
-        """Sum of every series of one metric, from /metrics."""
-        from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
-
-        total = 0.0
-        for family in text_string_to_metric_families(self.http("/metrics")[1].decode()):
-            for sample in family.samples:
-                if sample.name == name:
-                    total += sample.value
-        return total
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(30)
-
-    def terminate(self, timeout_s: float = 60.0) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout_s)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None

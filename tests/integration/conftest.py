@@ -15,14 +15,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from tests.kafka_harness import (
-    LocalBroker,
-    NewTopicFactory,
-    create_topic,
-    delete_topics,
-    started_on_free_ports,
-    unique_name,
-)
+from producer_sim.cluster.broker import LocalBroker, started_on_free_ports
+from tests.kafka_harness import NewTopicFactory, create_topic, delete_topics, unique_name
 
 _HERE = Path(__file__).resolve().parent
 

@@ -32,14 +32,10 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from producer_sim.cluster.ports import free_port
+from producer_sim.cluster.processes import wait_for
 from tests.kafka_harness import NewTopicFactory, delete_topics
-from tests.service_harness import (
-    Deployment,
-    free_port,
-    interleaved_stream,
-    save_user_model,
-    wait_for,
-)
+from tests.service_harness import Deployment, interleaved_stream, save_user_model
 from tests.unit.test_prometheus_rules import (
     JOB,
     RULES,

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from confluent_kafka import Message, Producer
 
-from bench.processes import wait_for
 from consumer.codecs.inputs import encode_input
 from consumer.codecs.outputs import OutputRecord
+from producer_sim.cluster.processes import wait_for
 from tests.bad_inputs import BAD_INPUTS
 from tests.kafka_harness import NewTopicFactory, consume_until, reader
 from tests.service_harness import (

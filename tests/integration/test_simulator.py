@@ -16,6 +16,11 @@ import pytest
 from confluent_kafka import Message
 
 from consumer.codecs.inputs import InputRecord, decode_input
+from producer_sim.cluster import REPO
+from producer_sim.cluster.env import TF_DEFAULTS, child_env
+from producer_sim.cluster.ports import free_port_pair
+from producer_sim.cluster.processes import wait_for
+from producer_sim.cluster.worker import Worker
 from producer_sim.evaluate import EvaluateSettings, read_outputs
 from producer_sim.evaluation import OutputJoin
 from producer_sim.faults import FAULTS, Fault
@@ -24,8 +29,8 @@ from producer_sim.progress import Progress
 from producer_sim.sender import Sender
 from producer_sim.sim_settings import SimSettings
 from producer_sim.workload import WorkloadSettings
-from tests.kafka_harness import NewTopicFactory, consume_until, free_port_pair, reader
-from tests.service_harness import REPO, Worker, save_user_model, wait_for
+from tests.kafka_harness import NewTopicFactory, consume_until, reader
+from tests.service_harness import save_user_model
 
 PARTITIONS = 3
 
@@ -35,13 +40,9 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_user_model(tmp_path_factory.mktemp("model") / "user.keras", seed=5)
 
 
-def child_env(bootstrap: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "KERAS_BACKEND": "tensorflow",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-    }
+def kafka_env(bootstrap: str) -> dict[str, str]:
+    """The children's environment, pointed at the test broker."""
+    return child_env({**TF_DEFAULTS, "KAFKA_BOOTSTRAP_SERVERS": bootstrap})
 
 
 def test_every_fault_reaches_the_dlq_with_its_reason_and_good_sequences_are_scored(
@@ -65,7 +66,7 @@ def test_every_fault_reaches_the_dlq_with_its_reason_and_good_sequences_are_scor
             "--commit-interval-ms", "200",
         ],
         tmp_path / "worker.log",
-        child_env(kafka_bootstrap),
+        kafka_env(kafka_bootstrap),
     ).start()  # fmt: skip
     try:
         labels = tmp_path / "labels.jsonl"
@@ -150,7 +151,7 @@ def test_a_signal_stops_the_simulator_which_flushes_everything_it_sent(
             "--progress", "none",
         ],
         cwd=REPO,
-        env=child_env(kafka_bootstrap),
+        env=kafka_env(kafka_bootstrap),
         stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -207,7 +208,7 @@ def test_an_interrupted_demo_stops_every_process_it_started(
             "--report-dir", str(tmp_path / "reports"),
         ],
         cwd=REPO,
-        env=child_env(kafka_bootstrap),
+        env=kafka_env(kafka_bootstrap),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # a process group of its own, as a terminal's foreground job

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.processes import free_port
-from tests.kafka_harness import started_on_free_ports
+from producer_sim.cluster.broker import started_on_free_ports
+from producer_sim.cluster.ports import free_port
 from tests.reliability.profile import Profile, current_profile
 from tests.reliability.stage import Deployment, SaslBroker, Stage
 from tests.reliability.summary import results_folder

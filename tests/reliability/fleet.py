@@ -8,7 +8,6 @@ at once instead of leaving its transaction open until the transaction timeout.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -16,8 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from bench.processes import wait_for
-from tests.service_harness import FAST_FAILOVER, Worker
+from producer_sim.cluster.env import TF_DEFAULTS, child_env
+from producer_sim.cluster.processes import wait_for
+from producer_sim.cluster.worker import Worker
+from tests.service_harness import FAST_FAILOVER
 
 Fate = Literal["running", "killed", "terminated"]
 
@@ -42,16 +43,16 @@ class Fleet:
     ) -> Worker:
         """`module`: what runs as `python -m <module> run` (a fault-injecting wrapper in tests);
         `env`: added to this worker's environment."""
-        full_env = {
-            **os.environ,
-            "KERAS_BACKEND": "tensorflow",
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-            # A stuck worker can be asked for every thread's stack with SIGABRT.
-            "PYTHONFAULTHANDLER": "1",
-            **FAST_FAILOVER,
-            **self.env,
-            **(env or {}),
-        }
+        full_env = child_env(
+            {
+                **TF_DEFAULTS,
+                # A stuck worker can be asked for every thread's stack with SIGABRT.
+                "PYTHONFAULTHANDLER": "1",
+                **FAST_FAILOVER,
+                **self.env,
+                **(env or {}),
+            }
+        )
         args = [*self.args, "--instance-id", slot, *extra]
         worker = Worker(args, self.workdir / f"{slot}.log", full_env, module=module).start()
         self.launches.append(Launch(slot, worker))

@@ -22,8 +22,8 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
+from producer_sim.cluster.broker import LocalBroker
 from tests.kafka_harness import (
-    LocalBroker,
     create_topic,
     delete_topics,
     lag_zero,

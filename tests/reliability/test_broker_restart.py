@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.processes import wait_for
+from producer_sim.cluster.processes import wait_for
 from tests.reliability.accounting import expect
 from tests.reliability.conftest import DeploymentFactory
 from tests.reliability.feeder import Feeder

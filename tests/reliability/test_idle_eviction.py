@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from bench.processes import wait_for
+from producer_sim.cluster.processes import wait_for
+from producer_sim.cluster.worker import Worker
 from tests.reliability.accounting import Expected, Ident, expect
 from tests.reliability.conftest import DeploymentFactory
 from tests.reliability.feeder import Feeder, Raw
@@ -21,7 +22,6 @@ from tests.reliability.fleet import memory_kb
 from tests.reliability.output_table import OutputTable
 from tests.reliability.scenario import assert_clean, conclude
 from tests.reliability.stage import Stage
-from tests.service_harness import Worker
 
 FEED_RATE = 10_000  # records/s offered: a million keys take about 100 s to arrive
 ACTIVE = "lstm_scorer_active_sequences"

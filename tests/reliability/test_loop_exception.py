@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.processes import wait_for
+from producer_sim.cluster.processes import wait_for
 from tests.kafka_harness import committed_offsets
 from tests.reliability.accounting import expect
 from tests.reliability.conftest import DeploymentFactory

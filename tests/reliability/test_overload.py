@@ -13,13 +13,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.processes import wait_for
+from producer_sim.cluster import REPO
+from producer_sim.cluster.processes import wait_for
+from producer_sim.cluster.worker import Worker
 from tests.reliability.accounting import Sent, as_sent, expect
 from tests.reliability.conftest import DeploymentFactory
 from tests.reliability.fleet import memory_kb
 from tests.reliability.scenario import assert_clean, conclude
 from tests.reliability.stage import PARTITIONS, Deployment, Stage, for_each_record
-from tests.service_harness import REPO, Worker
 
 MEMORY_BOUND_MB = 2048  # the worker's peak resident set; about 0.8 GB at rest
 CONSUMED = "lstm_scorer_records_consumed_total"

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from producer_sim import processes
-from producer_sim.demo import port_free, settings_from
-from producer_sim.demo_run import DemoSettings
-from producer_sim.demo_view import LiveView, WorkerReading, combined, parse_metrics
+from producer_sim.cluster import processes
+from producer_sim.cluster.ports import port_free
+from producer_sim.demo.command import settings_from
+from producer_sim.demo.settings import DemoSettings
+from producer_sim.demo.view import LiveView, WorkerReading, combined, parse_metrics
 from producer_sim.progress import Snapshot
 
 METRICS = """\

@@ -22,14 +22,15 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from producer_sim.demo_run import DemoError, DemoRun, DemoSettings
+from producer_sim.cluster.ports import port_free
+from producer_sim.demo.run import DemoError, DemoRun
+from producer_sim.demo.settings import DemoSettings
 
 EXIT_INTERRUPTED = 130
 
@@ -83,15 +84,6 @@ def settings_from(argv: list[str]) -> DemoSettings:
 
 def _interrupt(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def main(argv: list[str]) -> int:

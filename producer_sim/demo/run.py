@@ -1,22 +1,24 @@
-"""The demo's steps (see `producer_sim.demo`), and the record of what it started, which
+"""The demo's steps (see `producer_sim.demo.command`), and the record of what it started, which
 `cleanup` stops whatever step was reached."""
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TextIO
+from typing import TextIO
 
 from consumer.config import kafka_passthrough
-from producer_sim import demo_topics, processes
-from producer_sim.demo_broker import BrokerError, DemoBroker
-from producer_sim.demo_view import LiveView, WorkerReading, combined, ready, scrape
+from producer_sim.cluster import processes
+from producer_sim.cluster.env import child_env
+from producer_sim.cluster.worker import Worker
+from producer_sim.demo import topics
+from producer_sim.demo.broker import BrokerError, DemoBroker
+from producer_sim.demo.settings import DemoSettings
+from producer_sim.demo.view import LiveView, WorkerReading, combined, ready, scrape
 from producer_sim.evaluate import EvaluateSettings, TopicMissingError, evaluate
 from producer_sim.evaluation import Evaluation
 from producer_sim.progress import Progress
@@ -26,55 +28,8 @@ from producer_sim.sim_settings import SimSettings
 from producer_sim.workload import WorkloadSettings
 
 
-@dataclass(frozen=True)
-class DemoSettings:
-    seconds: float = 60.0
-    rate: float = 2000.0
-    devices: int = 1000
-    model: Path = Path("models/reference.keras")
-    name: str = "demo"
-    metrics_port: int = 8001
-    run_dir: Path = Path(".run/demo")
-    report_dir: Path = Path("reports")
-    workers: int = 2
-    partitions: int = 6
-    bad_ratio: float = 0.001  # a few malformed records, so the DLQ count moves
-    never_end_ratio: float = 0.01  # evicted after idle_timeout_s with a final record
-    idle_timeout_s: float = 20.0
-    ready_timeout_s: float = 180.0
-    drain_timeout_s: float = 120.0
-
-    def __post_init__(self) -> None:
-        if self.seconds <= 0 or self.rate <= 0 or self.devices < 1:
-            raise ValueError("seconds and rate must be > 0 and devices >= 1")
-        if not 1 <= self.metrics_port <= 65535 - self.workers:
-            raise ValueError(f"metrics port {self.metrics_port} out of range")
-
-    @property
-    def topics(self) -> tuple[str, str, str, str]:
-        """Input, output, dead-letter and changelog topics."""
-        n = self.name
-        return (
-            f"{n}.samples",
-            f"{n}.probabilities",
-            f"{n}.samples.dlq",
-            f"{n}-scorer-state-changelog",
-        )
-
-    @property
-    def ports(self) -> list[int]:
-        return [self.metrics_port + i for i in range(self.workers)]
-
-
 class DemoError(RuntimeError):
     """A step failed; the message says which and where to look."""
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("KERAS_BACKEND", "tensorflow")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return env
 
 
 class DemoRun:
@@ -91,8 +46,7 @@ class DemoRun:
         self._clock = clock
         self._env = child_env()
         self.broker = DemoBroker(self._env, self.say)
-        self.workers: list[subprocess.Popen[bytes]] = []
-        self._logs: list[IO[bytes]] = []
+        self.workers: list[Worker] = []
         self._stop_sim = threading.Event()
         self._sim_thread: threading.Thread | None = None
         self._view = LiveView(out, out.isatty())
@@ -129,8 +83,8 @@ class DemoRun:
     def _topics(self, bootstrap: str) -> None:
         input_topic = self.s.topics[0]
         try:
-            old = demo_topics.recreate(bootstrap, self.s.topics, input_topic, self.s.partitions)
-        except demo_topics.TopicSetupError as exc:
+            old = topics.recreate(bootstrap, self.s.topics, input_topic, self.s.partitions)
+        except topics.TopicSetupError as exc:
             raise DemoError(str(exc)) from None
         if old:
             self.say(f"topics: deleted the previous demo's {', '.join(old)}")
@@ -143,8 +97,7 @@ class DemoRun:
         input_topic, output_topic, dlq_topic, _ = self.s.topics
         for i, port in enumerate(self.s.ports, start=1):
             log_path = self.s.run_dir / f"worker-{i}.log"
-            argv = [
-                sys.executable, "-m", "consumer", "run",
+            flags = [
                 "--model", str(self.s.model.resolve()),
                 "--bootstrap-servers", bootstrap,
                 "--input-topic", input_topic,
@@ -154,22 +107,21 @@ class DemoRun:
                 "--instance-id", f"{self.s.name}-{i}",
                 "--create-topics",
                 "--metrics-addr", "127.0.0.1",
-                "--metrics-port", str(port),
                 "--idle-timeout-s", str(self.s.idle_timeout_s),
             ]  # fmt: skip
-            log = log_path.open("wb")
-            self._logs.append(log)
+            log_path.write_bytes(b"")  # this run's log only
+            # In a session of its own: the terminal's Ctrl-C reaches the demo, which stops it.
+            worker = Worker(flags, log_path, self._env, cwd=Path.cwd(), own_session=True, port=port)
             with processes.signals_deferred():
-                proc = processes.start(argv, env=self._env, cwd=Path.cwd(), log=log)
-                self.workers.append(proc)
+                self.workers.append(worker.start())
             self.say(
-                f"worker {i} started (pid {proc.pid}, metrics http://127.0.0.1:{port}/metrics,"
+                f"worker {i} started (pid {worker.pid}, metrics http://127.0.0.1:{port}/metrics,"
                 f" log {log_path})"
             )
 
     def _check_workers(self) -> None:
-        for i, proc in enumerate(self.workers, start=1):
-            code = proc.poll()
+        for i, worker in enumerate(self.workers, start=1):
+            code = worker.exit_code()
             if code is not None:
                 log = self.s.run_dir / f"worker-{i}.log"
                 tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
@@ -279,8 +231,7 @@ class DemoRun:
             self._sim_thread.join(60.0)
         if self.workers:
             self.say("stopping the workers (SIGTERM: they commit and leave the group) ...")
-            codes = processes.stop(self.workers, 30.0)
+            procs = [w.proc for w in self.workers if w.proc is not None]
+            codes = processes.stop(procs, 30.0)
             self.say("workers stopped (exit " + ", ".join(map(str, codes)) + ")")
-        for log in self._logs:
-            log.close()
         self.broker.stop_if_started()

@@ -1,8 +1,10 @@
-"""Child processes of the demo, each in a session of its own.
+"""Starting, stopping and waiting for child processes.
 
-A Ctrl-C at the terminal goes to the whole foreground process group; children in their own
-sessions do not get it, so the demo alone decides how each one stops: workers get SIGTERM and
-time to commit, a broker start is let finish so that the broker can then be stopped.
+The demo starts its children each in a session of its own: a Ctrl-C at the terminal goes to the
+whole foreground process group; children in their own sessions do not get it, so the demo alone
+decides how each one stops: workers get SIGTERM and time to commit, a broker start is let finish
+so that the broker can then be stopped. The benchmarks' and the tests' children stay in the
+caller's session.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, TypeVar
+
+T = TypeVar("T")
 
 
 def start(
@@ -23,8 +27,9 @@ def start(
     env: dict[str, str],
     cwd: Path,
     log: IO[bytes] | None = None,
+    own_session: bool = True,
 ) -> subprocess.Popen[bytes]:
-    """Starts `argv`; output to `log` (both streams), else to the demo's own."""
+    """Starts `argv`; output to `log` (both streams), else to the caller's own."""
     return subprocess.Popen(
         list(argv),
         cwd=cwd,
@@ -32,7 +37,7 @@ def start(
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT if log is not None else None,
-        start_new_session=True,
+        start_new_session=own_session,
     )
 
 
@@ -116,3 +121,15 @@ def signals_deferred() -> Iterator[None]:
             signal.signal(sig, handler)
         for signum in pending[:1]:
             signal.raise_signal(signum)
+
+
+def wait_for(probe: Callable[[], T | None], timeout_s: float, what: str) -> T:
+    """Poll `probe` until it returns something other than None."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(0.05)
