@@ -2,7 +2,7 @@
 Kafka and the engine; each step it takes lives in a module named after it.
 
     consume a micro-batch -> decode (bad input -> dead-letter topic) -> engine -> outputs
-    every commit interval: checkpoint (see consumer.checkpoint for the order)
+    every commit interval: checkpoint (docs/design.md, "Commit order")
     on assign: pause the new partitions; restore their keys from the changelog a slice per loop
                iteration (the other partitions keep flowing), then resume them
     on revoke: checkpoint, then drop their keys; on lost: drop them, commit nothing

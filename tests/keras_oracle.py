@@ -2,7 +2,8 @@
 every prefix of every sequence, with the sequence semantics taken from the input records as they
 lie in the input topic (read in (partition, offset) order).
 
-The semantics, from the design's contract, written out here rather than borrowed from the engine:
+The semantics, from docs/design.md ("Wire format", "The engine"), written out here rather than
+borrowed from the engine:
 each sample of a sequence is one output with its step (1, 2, ...); `reset` drops the live
 sequence before the record's samples; `end` makes the record's last output final with reason
 `end`, and a bare end marker repeats the sequence's last output as that final; a sample whose step

@@ -1,4 +1,4 @@
-"""The stream semantics of the design, one record at a time, one key at a time, and random
+"""The stream semantics of docs/design.md, one record at a time, one key at a time, and random
 streams that exercise them. Tests compare the batched engine with this."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Wire format of the input topic: Kafka key/value bytes to a typed record or a typed rejection.
 
-The contract is the "Wire format" section of the design; the output side is
+The contract is docs/design.md, "Wire format"; the output side is
 `consumer.codecs.outputs`. No Kafka and no model in this module: every
 consumed record passes through `decode_input`, so the good path does as little as possible and
 the explanation of a failure is only worked out once something has failed.

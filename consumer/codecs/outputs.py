@@ -1,4 +1,5 @@
-"""Wire format of the output topic: one JSON object per scored sample (see the design's contract).
+"""Wire format of the output topic: one JSON object per scored sample (contract: docs/design.md,
+"Output topic").
 
 Keys are written in the contract's order: `sequence_id, step, probability | probabilities,
 final, reason, model_version, partition, offset, ts`. A model with one output unit writes

@@ -1,4 +1,5 @@
-"""The engine against a plain, record-by-record statement of the semantics in the design."""
+"""The engine against a plain, record-by-record statement of the semantics in
+docs/design.md."""
 
 from __future__ import annotations
 
