@@ -7,8 +7,8 @@ import sys
 
 # Imported on demand: the simulator need not load matplotlib, nor the evaluation the producer.
 COMMANDS = {
-    "simulate": ("producer_sim.simulate", "send labelled sequences to the input topic"),
-    "evaluate": ("producer_sim.evaluate", "score the outputs against the labels: report"),
+    "simulate": ("producer_sim.simulator.command", "send labelled sequences to the input topic"),
+    "evaluate": ("producer_sim.evaluation.command", "score the outputs against the labels: report"),
     "demo": ("producer_sim.demo.command", "broker, two workers, simulator, live view and report"),
 }
 

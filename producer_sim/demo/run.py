@@ -19,13 +19,13 @@ from producer_sim.demo import topics
 from producer_sim.demo.broker import BrokerError, DemoBroker
 from producer_sim.demo.settings import DemoSettings
 from producer_sim.demo.view import LiveView, WorkerReading, combined, ready, scrape
-from producer_sim.evaluate import EvaluateSettings, TopicMissingError, evaluate
-from producer_sim.evaluation import Evaluation
-from producer_sim.progress import Progress
-from producer_sim.report import summary_lines
-from producer_sim.sender import Sender, Totals
-from producer_sim.sim_settings import SimSettings
-from producer_sim.workload import WorkloadSettings
+from producer_sim.evaluation.command import EvaluateSettings, TopicMissingError, evaluate
+from producer_sim.evaluation.report import summary_lines
+from producer_sim.evaluation.scores import Evaluation
+from producer_sim.simulator.progress import Progress
+from producer_sim.simulator.sender import Sender, Totals
+from producer_sim.simulator.settings import SimSettings
+from producer_sim.simulator.workload import WorkloadSettings
 
 
 class DemoError(RuntimeError):

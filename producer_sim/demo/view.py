@@ -10,7 +10,7 @@ from typing import TextIO
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from producer_sim.progress import Snapshot
+from producer_sim.simulator.progress import Snapshot
 
 # Summed over every series of the metric (the lag has one per partition, the DLQ one per reason).
 _METRICS = {

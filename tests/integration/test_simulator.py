@@ -21,14 +21,14 @@ from producer_sim.cluster.env import TF_DEFAULTS, child_env
 from producer_sim.cluster.ports import free_port_pair
 from producer_sim.cluster.processes import wait_for
 from producer_sim.cluster.worker import Worker
-from producer_sim.evaluate import EvaluateSettings, read_outputs
-from producer_sim.evaluation import OutputJoin
-from producer_sim.faults import FAULTS, Fault
+from producer_sim.evaluation.command import EvaluateSettings, read_outputs
+from producer_sim.evaluation.scores import OutputJoin
 from producer_sim.labels import read_labels
-from producer_sim.progress import Progress
-from producer_sim.sender import Sender
-from producer_sim.sim_settings import SimSettings
-from producer_sim.workload import WorkloadSettings
+from producer_sim.simulator.faults import FAULTS, Fault
+from producer_sim.simulator.progress import Progress
+from producer_sim.simulator.sender import Sender
+from producer_sim.simulator.settings import SimSettings
+from producer_sim.simulator.workload import WorkloadSettings
 from tests.kafka_harness import NewTopicFactory, consume_until, reader
 from tests.service_harness import save_user_model
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from consumer.config import ConfigError
-from producer_sim.sim_settings import build_settings
-from producer_sim.simulate import parser, progress_style
+from producer_sim.simulator.command import parser, progress_style
+from producer_sim.simulator.settings import build_settings
 
 
 def test_defaults() -> None:

@@ -22,9 +22,9 @@ import threading
 from types import FrameType
 
 from consumer.config import ConfigError
-from producer_sim.progress import Progress, Style
-from producer_sim.sender import Sender, Totals
-from producer_sim.sim_settings import SimSettings, add_arguments, settings_from_args
+from producer_sim.simulator.progress import Progress, Style
+from producer_sim.simulator.sender import Sender, Totals
+from producer_sim.simulator.settings import SimSettings, add_arguments, settings_from_args
 
 EXIT_INTERRUPTED = 130
 

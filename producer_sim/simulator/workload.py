@@ -25,8 +25,8 @@ import numpy.typing as npt
 import orjson
 
 from consumer.training import synthetic
-from producer_sim.faults import FAULTS, fault_key
 from producer_sim.labels import SequenceLabel
+from producer_sim.simulator.faults import FAULTS, fault_key
 
 LengthDist = Literal["uniform", "normal"]
 LENGTH_DISTS: tuple[LengthDist, ...] = ("uniform", "normal")

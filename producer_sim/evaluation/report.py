@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 
 from consumer.training.synthetic import TRAINED_LENGTH
-from producer_sim.evaluation import Evaluation, StepScore
+from producer_sim.evaluation.scores import Evaluation, StepScore
 
 
 def report_document(ev: Evaluation, source: dict[str, object]) -> dict[str, object]:
@@ -47,7 +47,7 @@ def _step(s: StepScore) -> dict[str, object]:
 def write_report(ev: Evaluation, source: dict[str, object], report_dir: Path) -> tuple[Path, Path]:
     """Writes report.json and report.png into `report_dir`; returns their paths."""
     try:
-        from producer_sim.figure import draw  # noqa: PLC0415  (matplotlib is slow to import)
+        from producer_sim.evaluation.figure import draw  # noqa: PLC0415  (matplotlib is slow to import)
     except ImportError as error:
         raise RuntimeError(
             f"the report's figure needs matplotlib ({error}): install lstm-stream-scorer[report]"

@@ -8,9 +8,9 @@ import orjson
 import pytest
 
 from consumer.codecs.outputs import OutputRecord
-from producer_sim.evaluation import OutputJoin, latency_summary, nearest_rank
+from producer_sim.evaluation.report import summary_lines, write_report
+from producer_sim.evaluation.scores import OutputJoin, latency_summary, nearest_rank
 from producer_sim.labels import LabelsError, SequenceLabel, encode_label, read_labels
-from producer_sim.report import summary_lines, write_report
 
 TS = 1_000_000
 

@@ -19,10 +19,10 @@ from typing import Any, Protocol, cast
 from confluent_kafka import KafkaError, Message, Producer
 
 from producer_sim.labels import LabelWriter
-from producer_sim.progress import Progress, Snapshot
-from producer_sim.rate import TokenBucket
-from producer_sim.sim_settings import SimSettings
-from producer_sim.workload import Workload
+from producer_sim.simulator.progress import Progress, Snapshot
+from producer_sim.simulator.rate import TokenBucket
+from producer_sim.simulator.settings import SimSettings
+from producer_sim.simulator.workload import Workload
 
 _BURST_S = 0.1  # the bucket saves up at most this many seconds of records
 _IDLE_POLL_S = 0.05

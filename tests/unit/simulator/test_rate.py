@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from producer_sim.rate import TokenBucket
+from producer_sim.simulator.rate import TokenBucket
 
 
 def test_gives_rate_tokens_per_second_and_nothing_in_advance() -> None:

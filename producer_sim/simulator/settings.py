@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from consumer.config import ConfigError, kafka_passthrough
-from producer_sim.workload import LENGTH_DISTS, WorkloadSettings
+from producer_sim.simulator.workload import LENGTH_DISTS, WorkloadSettings
 
 ProgressMode = Literal["auto", "line", "plain", "none"]
 PROGRESS_MODES: tuple[ProgressMode, ...] = ("auto", "line", "plain", "none")

@@ -13,11 +13,11 @@ import pytest
 from confluent_kafka import KafkaError
 
 from producer_sim.labels import read_labels
-from producer_sim.progress import Progress
-from producer_sim.sender import ProducerLike, Sender, Totals
-from producer_sim.sim_settings import SimSettings
-from producer_sim.simulate import exit_status
-from producer_sim.workload import Workload, WorkloadSettings
+from producer_sim.simulator.command import exit_status
+from producer_sim.simulator.progress import Progress
+from producer_sim.simulator.sender import ProducerLike, Sender, Totals
+from producer_sim.simulator.settings import SimSettings
+from producer_sim.simulator.workload import Workload, WorkloadSettings
 
 
 class Clock:

@@ -30,9 +30,9 @@ from confluent_kafka import (
 
 from consumer.codecs.outputs import decode_output
 from consumer.config import kafka_passthrough
-from producer_sim.evaluation import Evaluation, OutputJoin
+from producer_sim.evaluation.report import summary_lines, write_report
+from producer_sim.evaluation.scores import Evaluation, OutputJoin
 from producer_sim.labels import LabelsError, read_labels
-from producer_sim.report import summary_lines, write_report
 
 StopReason = Literal["complete", "timeout", "no_progress"]
 

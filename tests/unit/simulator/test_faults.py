@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from consumer.codecs.inputs import REJECT_REASONS, Rejection, decode_input
-from producer_sim.faults import FAULTS, Fault, fault_key
+from producer_sim.simulator.faults import FAULTS, Fault, fault_key
 
 
 def test_every_rejection_reason_has_a_case() -> None:

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
 from consumer.training.synthetic import TRAINED_LENGTH
-from producer_sim.evaluation import THRESHOLD, Evaluation
+from producer_sim.evaluation.scores import THRESHOLD, Evaluation
 
 _POSITIVE = "#c0392b"
 _NEGATIVE = "#2e6da4"

@@ -8,8 +8,8 @@ from collections import Counter, defaultdict
 import pytest
 
 from consumer.codecs.inputs import InputRecord, Rejection, decode_input
-from producer_sim.faults import FAULTS
-from producer_sim.workload import Record, Workload, WorkloadSettings
+from producer_sim.simulator.faults import FAULTS
+from producer_sim.simulator.workload import Record, Workload, WorkloadSettings
 
 TS = 1_764_150_000_000
 

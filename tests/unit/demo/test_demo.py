@@ -17,7 +17,7 @@ from producer_sim.cluster.ports import port_free
 from producer_sim.demo.command import settings_from
 from producer_sim.demo.settings import DemoSettings
 from producer_sim.demo.view import LiveView, WorkerReading, combined, parse_metrics
-from producer_sim.progress import Snapshot
+from producer_sim.simulator.progress import Snapshot
 
 METRICS = """\
 # HELP lstm_scorer_samples_consumed_total Input samples applied to a state.
