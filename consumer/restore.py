@@ -179,6 +179,10 @@ class Restorer:
     def _apply(self, msgs: list[Message], session: _Session) -> None:
         ends = self._ends
         finished = False
+        keys: list[str] = []
+        parts: list[int] = []
+        offsets: list[int] = []
+        values: list[bytes | None] = []
         for msg in msgs:
             p, offset = msg.partition(), msg.offset()
             assert p is not None and offset is not None
@@ -195,33 +199,47 @@ class Restorer:
                 continue
             session.records += 1
             self._next[p] = offset + 1
-            self._apply_record(msg.key(), msg.value(), p, offset, session)
+            raw_key = msg.key()
+            if raw_key:
+                keys.append(raw_key.decode("utf-8", "replace"))
+                parts.append(p)
+                offsets.append(offset)
+                values.append(msg.value())
+            else:
+                session.outcomes["corrupt"] += 1
+                session.corrupt[None] = CorruptRecord(None, p, offset, "no key")
             if offset >= ends[p] - 1:
                 finished = self._finish(p) or finished
+        if keys:
+            self._apply_records(keys, parts, offsets, values, session)
         if finished:
             self._reassign()
 
-    def _apply_record(
-        self, raw_key: bytes | None, value: bytes | None, p: int, offset: int, session: _Session
+    def _apply_records(
+        self,
+        keys: list[str],
+        parts: list[int],
+        offsets: list[int],
+        values: list[bytes | None],
+        session: _Session,
     ) -> None:
-        """One changelog record into the table; the key's newest record is the truth."""
-        if not raw_key:
-            session.outcomes["corrupt"] += 1
-            session.corrupt[None] = CorruptRecord(None, p, offset, "no key")
+        """Changelog records into the table, in order; a key's newest record is the truth."""
+        outcomes = changelog_codec.apply_records(
+            self.table, keys, parts, values, self.model_version
+        )
+        session.outcomes.update(outcomes)
+        if not session.corrupt and "corrupt" not in outcomes:
             return
-        table = self.table
-        key = raw_key.decode("utf-8", "replace")
-        if value is None:
-            changelog_codec.forget(table, key)
-            outcome = "tombstone"
-        else:
-            outcome = changelog_codec.apply_record(table, key, p, value, self.model_version)
-        session.outcomes[outcome] += 1
-        if outcome == "corrupt":
-            reason = changelog_codec.corrupt_reason(table, value) if value else "empty value"
-            session.corrupt[key] = CorruptRecord(key, p, offset, reason)
-        elif session.corrupt:
-            session.corrupt.pop(key, None)  # a newer record of the key is the truth
+        newest = {key: i for i, key in enumerate(keys)}
+        for key, i in newest.items():
+            value = values[i]
+            if outcomes[i] == "corrupt":
+                reason = (
+                    changelog_codec.corrupt_reason(self.table, value) if value else "empty value"
+                )
+                session.corrupt[key] = CorruptRecord(key, parts[i], offsets[i], reason)
+            else:
+                session.corrupt.pop(key, None)  # a newer record of the key is the truth
 
     def _finish(self, p: int) -> bool:
         if p not in self._ends:

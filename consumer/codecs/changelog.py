@@ -8,7 +8,9 @@ because a restore reads a million of these and float32 must round-trip bit for b
 
 from __future__ import annotations
 
+import functools
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,6 +25,7 @@ _BODY = struct.Struct("<qidHI")
 _ENDED = 1
 
 RestoreOutcome = Literal["restored", "ended", "version_mismatch", "corrupt"]
+ChangelogOutcome = RestoreOutcome | Literal["tombstone"]
 
 
 class CorruptSnapshotError(ValueError):
@@ -97,16 +100,12 @@ def apply_record(
     except CorruptSnapshotError:
         forget(table, key)
         return "corrupt"
-    if snap.model_version != model_version:
+    outcome = _outcome(table, snap, model_version)
+    if outcome != "restored":
         forget(table, key)
-        return "version_mismatch"
-    if snap.ended:
-        forget(table, key)
-        table.ended[key] = EndedKey(partition, snap.offset)
-        return "ended"
-    if _wrong_shape(table, snap):
-        forget(table, key)
-        return "corrupt"
+        if outcome == "ended":
+            table.ended[key] = EndedKey(partition, snap.offset)
+        return outcome
     slot = table.slot_of(key)
     if slot is None:
         slot = table.allocate(key, partition)
@@ -119,6 +118,94 @@ def apply_record(
     for arr, size in zip(table.states, table.state_sizes, strict=True):
         arr[slot] = snap.state[start : start + size]
         start += size
+    return "restored"
+
+
+def apply_records(
+    table: StateTable,
+    keys: Sequence[str],
+    partitions: Sequence[int],
+    values: Sequence[bytes | None],
+    model_version: str,
+) -> list[ChangelogOutcome]:
+    """Apply a batch of changelog records (None: a tombstone) in order, leaving the table as
+    `apply_record` and `forget` one by one would; the outcome of each record. Only the newest
+    record of a key decides its state, so only that one is applied, the others only classified.
+    The records of the common kind, a live state of this model version and shape, have one fixed
+    layout: they are read together as one numpy array, and written to the table column by column.
+    """
+    n_out = table.n_outputs
+    width = n_out + sum(table.state_sizes)
+    head = _header(model_version, 0)
+    layout = _layout(len(head), width)
+    outcomes: list[ChangelogOutcome] = ["restored"] * len(values)
+    newest = {key: i for i, key in enumerate(keys)}
+    fast = [i for i, v in enumerate(values) if v is not None and len(v) == layout.itemsize]
+    rows = np.frombuffer(b"".join([values[i] or b"" for i in fast]), layout)
+    ok = (rows["head"] == np.frombuffer(head, np.uint8)).all(axis=1)
+    ok &= (rows["n_out"] == n_out) & (rows["n_state"] == width - n_out)
+    fast_ok = {i for i, good in zip(fast, ok.tolist(), strict=True) if good}
+    for i, value in enumerate(values):
+        if i in fast_ok:
+            continue
+        key, last = keys[i], newest[keys[i]] == i
+        if value is None:
+            outcomes[i] = "tombstone"
+            if last:
+                forget(table, key)
+        elif last:
+            outcomes[i] = apply_record(table, key, partitions[i], value, model_version)
+        else:
+            outcomes[i] = _classify(table, value, model_version)
+    chosen = [j for j, i in enumerate(fast) if i in fast_ok and newest[keys[i]] == i]
+    if chosen:
+        picked = rows[chosen]
+        indices = [fast[j] for j in chosen]
+        parts = np.fromiter((partitions[i] for i in indices), np.int32, len(indices))
+        slots = table.claim([keys[i] for i in indices], parts)
+        table.steps[slots] = picked["step"]
+        table.last_offset[slots] = picked["offset"]
+        table.last_seen[slots] = picked["last_seen"]
+        floats = picked["floats"]
+        table.last_output[slots] = floats[:, :n_out]
+        start = n_out
+        for arr, size in zip(table.states, table.state_sizes, strict=True):
+            arr[slots] = floats[:, start : start + size]
+            start += size
+    return outcomes
+
+
+@functools.cache
+def _layout(head_bytes: int, width: int) -> np.dtype[np.void]:
+    """A live state record as one numpy record (packed, little-endian, as `encode_state`)."""
+    return np.dtype(
+        [
+            ("head", np.uint8, (head_bytes,)),
+            ("offset", "<i8"),
+            ("step", "<i4"),
+            ("last_seen", "<f8"),
+            ("n_out", "<u2"),
+            ("n_state", "<u4"),
+            ("floats", "<f4", (width,)),
+        ]
+    )
+
+
+def _classify(table: StateTable, value: bytes, model_version: str) -> RestoreOutcome:
+    """What `apply_record` would return for this record, without applying it."""
+    try:
+        return _outcome(table, decode(value), model_version)
+    except CorruptSnapshotError:
+        return "corrupt"
+
+
+def _outcome(table: StateTable, snap: Snapshot, model_version: str) -> RestoreOutcome:
+    if snap.model_version != model_version:
+        return "version_mismatch"
+    if snap.ended:
+        return "ended"
+    if _wrong_shape(table, snap):
+        return "corrupt"
     return "restored"
 
 

@@ -108,6 +108,34 @@ class StateTable:
         self.clear(slot)
         return slot
 
+    def claim(self, keys: Sequence[str], partitions: npt.NDArray[np.int32]) -> npt.NDArray[np.intp]:
+        """A slot for each of these distinct keys, its own or a new one, on its partition. A new
+        slot is not zeroed: the caller writes every field (a restore does)."""
+        slots = np.empty(len(keys), np.intp)
+        new: list[int] = []
+        for i, key in enumerate(keys):
+            slot = self._slots.get(key)
+            if slot is None:
+                new.append(i)
+            else:
+                slots[i] = slot
+        while self._high_water + len(new) - len(self._free) > self.capacity:
+            self._grow()
+        for i in new:
+            key = keys[i]
+            if self._free:
+                slot = self._free.pop()
+            else:
+                slot = self._high_water
+                self._high_water += 1
+            self._slots[key] = slot
+            self._keys[slot] = key
+            self.ended.pop(key, None)
+            slots[i] = slot
+        self.in_use[slots] = True
+        self.partition[slots] = partitions
+        return slots
+
     def clear(self, slot: int) -> None:
         """Zero a slot's state: the state before a sequence's first sample."""
         for arr in self.states:
