@@ -17,11 +17,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from consumer.codecs import changelog as changelog_codec
 from consumer.engine.state_table import StateTable
+from consumer.memory import release_free_memory
 
 _BATCH = 10_000
 _RETRY_S = 0.2
@@ -167,6 +169,7 @@ class Restorer:
         if self._ends:
             return finished, None
         self._session = None
+        release_free_memory()  # what the reads allocated, glibc would otherwise keep
         stats = RestoreStats(
             tuple(session.partitions),
             session.records,
@@ -177,6 +180,31 @@ class Restorer:
         return finished, stats
 
     def _apply(self, msgs: list[Message], session: _Session) -> None:
+        """Apply what one read returned. The common read, records of partitions being restored,
+        none of them the last before the partition's end and none an error, is taken column by
+        column; any other is taken record by record."""
+        if not msgs:
+            return
+        ends = self._ends
+        parts = [msg.partition() for msg in msgs]
+        offsets = [msg.offset() for msg in msgs]
+        newest = dict(zip(parts, offsets, strict=True))  # a partition's records come in order
+        if any(p not in ends or o is None or o >= ends[p] - 1 for p, o in newest.items()) or any(
+            msg.error() is not None for msg in msgs
+        ):
+            self._apply_each(msgs, session)
+            return
+        raw_keys = [msg.key() for msg in msgs]
+        if not all(raw_keys):
+            self._apply_each(msgs, session)
+            return
+        session.records += len(msgs)
+        self._next.update((p, o + 1) for p, o in newest.items() if p is not None and o is not None)
+        keys = [raw.decode("utf-8", "replace") for raw in raw_keys if raw is not None]
+        values = [msg.value() for msg in msgs]
+        self._apply_records(keys, cast(list[int], parts), cast(list[int], offsets), values, session)
+
+    def _apply_each(self, msgs: list[Message], session: _Session) -> None:
         ends = self._ends
         finished = False
         keys: list[str] = []

@@ -111,16 +111,24 @@ class StateTable:
     def claim(self, keys: Sequence[str], partitions: npt.NDArray[np.int32]) -> npt.NDArray[np.intp]:
         """A slot for each of these distinct keys, its own or a new one, on its partition. A new
         slot is not zeroed: the caller writes every field (a restore does)."""
-        slots = np.empty(len(keys), np.intp)
-        new: list[int] = []
-        for i, key in enumerate(keys):
-            slot = self._slots.get(key)
-            if slot is None:
-                new.append(i)
-            else:
-                slots[i] = slot
+        known = self._slots
+        found = [known.get(key, -1) for key in keys]
+        slots = np.fromiter(found, np.intp, len(keys))
+        new = np.flatnonzero(slots < 0).tolist() if known else range(len(keys))
         while self._high_water + len(new) - len(self._free) > self.capacity:
             self._grow()
+        if not self._free:  # a restore into fresh slots: all at once
+            first = self._high_water
+            fresh = [keys[i] for i in new]
+            if self.ended:
+                for key in fresh:
+                    self.ended.pop(key, None)
+            numbers = range(first, first + len(fresh))
+            known.update(zip(fresh, numbers, strict=True))
+            self._keys[first : first + len(fresh)] = fresh
+            slots[new] = numbers
+            self._high_water += len(fresh)
+            new = []
         for i in new:
             key = keys[i]
             if self._free:
@@ -287,8 +295,11 @@ class StateTable:
 
 
 def _grown(arr: npt.NDArray[_G], rows: int, fill: float | bool) -> npt.NDArray[_G]:
-    out = np.full((rows, *arr.shape[1:]), fill, arr.dtype)
+    # Zeros come from calloc: the new rows cost no memory, nor time to write, until used.
+    out = np.zeros((rows, *arr.shape[1:]), arr.dtype)
     out[: len(arr)] = arr
+    if fill:
+        out[len(arr) :] = fill
     return out
 
 
