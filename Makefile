@@ -62,16 +62,20 @@ demo: $(STAMP)
 	$(BIN)/python -m producer_sim demo
 
 # Benchmarks side by side (BENCHMARKS.md): the engine against the Keras approaches, the service
-# against a passthrough on a local broker of their own. Results in bench/results/.
-.PHONY: bench bench-quick bench-startup
-bench: $(STAMP)
+# against a passthrough and kcat (Debian's package, installed if missing) on a local broker of
+# their own. Results in bench/results/.
+.PHONY: bench bench-quick bench-startup bench-tools
+bench: $(STAMP) bench-tools
 	$(BIN)/python -m bench
+
+bench-tools:
+	bash scripts/install-kcat.sh
 
 # Worker start-up, RSS and installed size: the TensorFlow-free worker against the TensorFlow loader.
 bench-startup: $(STAMP)
 	$(BIN)/python -m bench.startup
 
-bench-quick: $(STAMP)
+bench-quick: $(STAMP) bench-tools
 	$(BIN)/python -m bench --quick
 
 # Reliability scenarios (tests/reliability, see RELIABILITY.md): real workers against a broker of

@@ -1,4 +1,5 @@
-"""One worker on the real broker: start-up, and sustained throughput against the passthrough.
+"""One worker on the real broker: start-up, and sustained throughput against the passthrough and
+the C client's ceiling (`kcat` piped into `kcat`, `bench.peers.kcat`; at-least-once only).
 
 Throughput: the input topic is filled first (single-sample records of many keys), then one
 process drains it; the rate is read from the Kafka timestamps of its outputs (set when it produced
@@ -16,13 +17,18 @@ from typing import Literal
 import numpy as np
 
 from bench import broker, workload
+from bench.peers.kcat import AUTO_COMMIT_MS, KcatPipe, kcat_available
 from bench.processes import Worker
 from bench.service import Cluster, Guarantee, passthrough, pipeline, worker
 from bench.stats import sustained_rate
 from producer_sim.cluster.child import Child
 
-Kind = Literal["service", "passthrough"]
-KINDS: tuple[Kind, ...] = ("passthrough", "service")
+Kind = Literal["service", "passthrough", "kcat"]
+# Per guarantee, in this order; kcat has no transactions.
+KINDS: dict[Guarantee, tuple[Kind, ...]] = {
+    "at-least-once": ("kcat", "passthrough", "service"),
+    "exactly-once": ("passthrough", "service"),
+}
 GUARANTEES: tuple[Guarantee, ...] = ("at-least-once", "exactly-once")
 KEYS = 10_000  # active sequences in the throughput runs
 PARTITIONS = 4
@@ -76,7 +82,13 @@ def measure_throughput(
     """One process drains `input_topic` (already filled) in a new group."""
     p = pipeline(cluster, input_topic, guarantee, PARTITIONS)
     ends = broker.end_offsets(cluster.bootstrap, input_topic, PARTITIONS)
-    proc: Child = (worker(cluster, p) if kind == "service" else passthrough(cluster, p)).start()
+    proc: Child | KcatPipe
+    if kind == "kcat":
+        log = cluster.workdir / f"{p.group}-kcat.log"
+        proc = KcatPipe(cluster.bootstrap, input_topic, p.output, p.group, log)
+    else:
+        proc = worker(cluster, p) if kind == "service" else passthrough(cluster, p)
+    proc.start()
     try:
         broker.wait_committed(
             cluster.bootstrap,
@@ -93,7 +105,7 @@ def measure_throughput(
         raise RuntimeError(f"{kind} exited with {code}; see {proc.log_path}")
     stamps = broker.output_timestamps(cluster.bootstrap, p.output, PARTITIONS)
     rate = sustained_rate(stamps)
-    interval = cluster.commit_interval_ms(guarantee)
+    interval = AUTO_COMMIT_MS if kind == "kcat" else cluster.commit_interval_ms(guarantee)
     return Throughput(
         kind,
         guarantee,
@@ -109,12 +121,17 @@ def measure_throughput(
 def run(
     cluster: Cluster, records: int, progress: Callable[[str], None] = print
 ) -> list[Throughput]:
-    """Passthrough and service, at-least-once then exactly-once, on one filled input topic."""
+    """kcat, passthrough and service at-least-once, then passthrough and service exactly-once,
+    on one filled input topic."""
     progress(f"e2e: filling an input topic with {records:,} records")
     topic = fill_input(cluster, records)
     results = []
+    kinds = KINDS
+    if not kcat_available():
+        progress("e2e: kcat is not on PATH (bash scripts/install-kcat.sh): its figures are null")
+        kinds = {g: tuple(k for k in ks if k != "kcat") for g, ks in KINDS.items()}
     for guarantee in GUARANTEES:
-        for kind in KINDS:
+        for kind in kinds[guarantee]:
             result = measure_throughput(cluster, topic, kind, guarantee)
             if result.records != records:
                 raise RuntimeError(f"{kind} {guarantee}: {result.records} outputs for {records}")

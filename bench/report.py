@@ -29,6 +29,9 @@ HEADLINE_KEYS = (
     "e2e_ratio_vs_passthrough_alo",
     "e2e_samples_per_s_eos",
     "e2e_ratio_vs_passthrough_eos",
+    "kcat_samples_per_s",
+    "e2e_ratio_vs_kcat_alo",
+    "e2e_ratio_vs_kcat_eos",
     "p99_ms_at_50pct_alo",
     "p99_ms_at_50pct_eos",
     "restore_keys_per_s",
@@ -54,6 +57,9 @@ GOALS: dict[str, Goal] = {
     "bytes_per_sequence": Goal(600, "at most"),
     "e2e_ratio_vs_passthrough_alo": Goal(0.8, "at least"),
     "e2e_ratio_vs_passthrough_eos": Goal(0.6, "at least"),
+    # The service against kcat piped into kcat, at-least-once, on the same broker (bench.peers).
+    "e2e_ratio_vs_kcat_alo": Goal(0.8, "at least"),
+    "e2e_ratio_vs_kcat_eos": Goal(0.7, "at least"),
     "p99_ms_at_50pct_alo": Goal(50, "at most"),
     "p99_ms_at_50pct_eos": Goal(250, "at most"),
     "restore_keys_per_s": Goal(200_000, "at least"),
@@ -95,8 +101,11 @@ def headline(s: Sections) -> dict[str, float | None]:
     rates: dict[tuple[str, str], float] = {
         (t.kind, t.guarantee): t.samples_per_s for t in s.throughput
     }
+    kcat = rates.get(("kcat", "at-least-once"))
+    out["kcat_samples_per_s"] = kcat
     for suffix, guarantee in (("alo", "at-least-once"), ("eos", "exactly-once")):
         service = rates.get(("service", guarantee))
+        out[f"e2e_ratio_vs_kcat_{suffix}"] = _ratio(service, kcat)
         out[f"e2e_samples_per_s_{suffix}"] = service
         out[f"e2e_ratio_vs_passthrough_{suffix}"] = _ratio(
             service, rates.get(("passthrough", guarantee))

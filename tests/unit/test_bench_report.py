@@ -69,6 +69,7 @@ def full_sections() -> report.Sections:
         engine=EngineResults(cases, memory),
         startup=Startup(3.0, 4.0, 700 << 20),
         throughput=(
+            Throughput("kcat", "at-least-once", 1000, 10, 200_000.0, 1.0),
             Throughput("passthrough", "at-least-once", 1000, 10, 100_000.0, 1.0),
             Throughput("service", "at-least-once", 1000, 10, 50_000.0, 1.0),
             Throughput("passthrough", "exactly-once", 100, 10, 80_000.0, 1.0),
@@ -93,6 +94,9 @@ def test_headline_figures_from_the_sections() -> None:
     assert h["bytes_per_sequence"] == pytest.approx(650)  # the larger of nbytes and RSS
     assert h["e2e_ratio_vs_passthrough_alo"] == pytest.approx(0.5)
     assert h["e2e_ratio_vs_passthrough_eos"] == pytest.approx(0.75)
+    assert h["kcat_samples_per_s"] == 200_000.0  # kcat runs at-least-once only: both ratios use it
+    assert h["e2e_ratio_vs_kcat_alo"] == pytest.approx(0.25)
+    assert h["e2e_ratio_vs_kcat_eos"] == pytest.approx(0.3)
     assert (h["p99_ms_at_50pct_alo"], h["p99_ms_at_50pct_eos"]) == (40.0, 300.0)
     assert h["restore_keys_per_s"] == 250_000.0
     met = {k: v["met"] for k, v in report.goals(h).items()}
@@ -102,6 +106,8 @@ def test_headline_figures_from_the_sections() -> None:
         "bytes_per_sequence": False,
         "e2e_ratio_vs_passthrough_alo": False,
         "e2e_ratio_vs_passthrough_eos": True,
+        "e2e_ratio_vs_kcat_alo": False,
+        "e2e_ratio_vs_kcat_eos": False,
         "p99_ms_at_50pct_alo": True,
         "p99_ms_at_50pct_eos": False,
         "restore_keys_per_s": True,
@@ -125,7 +131,7 @@ def test_written_files_hold_the_same_document(tmp_path: Path) -> None:
     assert latest["meta"]["nan"] is None  # JSON has no NaN
     case = latest["engine"]["cases"][0]
     assert case["samples_per_s"] == pytest.approx(2_000_000)  # derived figures are written too
-    assert latest["e2e"]["throughput"][1]["kind"] == "service"
+    assert latest["e2e"]["throughput"][2]["kind"] == "service"
     rendered = table.render(latest)
     for key in report.HEADLINE_KEYS:
         assert key in rendered
