@@ -2,7 +2,12 @@
 # A real single-node Kafka broker (KRaft) run from Maven Central jars, for development and CI on
 # machines without Docker. See docs/local-broker.md.
 #
-#   local-kafka.sh start|stop|restart|status|reset|logs [-f]|fetch
+#   local-kafka.sh start|stop|kill|restart|status|reset|logs [-f]|fetch|client-cert NAME
+#
+# One node of a cluster of several (local-kafka-cluster.sh) is this script with KAFKA_NODE_ID,
+# KAFKA_QUORUM_VOTERS, KAFKA_CLUSTER_ID and KAFKA_REPLICATION set. KAFKA_TLS_PORT adds a mutual-TLS
+# listener (a local CA made at the first start, in KAFKA_TLS_DIR); KAFKA_ACLS=1 turns on the
+# standard authorizer, with the plaintext listener's anonymous user as the only super user.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -14,6 +19,12 @@ CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
 SASL_PORT="${KAFKA_SASL_PORT:-}"
 SASL_USER="${KAFKA_SASL_USER:-scorer}"
 SASL_PASSWORD="${KAFKA_SASL_PASSWORD:-scorer-secret}"
+TLS_PORT="${KAFKA_TLS_PORT:-}"
+ACLS="${KAFKA_ACLS:-0}"
+NODE_ID="${KAFKA_NODE_ID:-1}"
+VOTERS="${KAFKA_QUORUM_VOTERS:-$NODE_ID@127.0.0.1:$CONTROLLER_PORT}"
+REPLICATION="${KAFKA_REPLICATION:-1}"
+MIN_ISR=$((REPLICATION < 2 ? REPLICATION : 2))
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
 HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
@@ -25,6 +36,7 @@ CONFIG="$RUN_DIR/server.properties"
 PID_FILE="$RUN_DIR/broker.pid"
 ADDR_FILE="$RUN_DIR/bootstrap"
 SCRAM_FILE="$RUN_DIR/scram-users"
+TLS_DIR="${KAFKA_TLS_DIR:-$RUN_DIR/tls}"
 FETCH_STAMP="$LIB_DIR/.fetched"
 
 say() { echo "local-kafka: $*"; }
@@ -117,12 +129,43 @@ render_config() {
         advertised+=",SASL_PLAINTEXT://127.0.0.1:$SASL_PORT"
         protocols+=",SASL_PLAINTEXT:SASL_PLAINTEXT"
     fi
+    if [[ -n "$TLS_PORT" ]]; then
+        listeners+=",SSL://127.0.0.1:$TLS_PORT"
+        advertised+=",SSL://127.0.0.1:$TLS_PORT"
+        protocols+=",SSL:SSL"
+    fi
     sed -e "s|@LISTENERS@|$listeners|" \
         -e "s|@ADVERTISED_LISTENERS@|$advertised|" \
         -e "s|@PROTOCOL_MAP@|$protocols|" \
-        -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|" \
+        -e "s|@NODE_ID@|$NODE_ID|" \
+        -e "s|@VOTERS@|$VOTERS|" \
+        -e "s|@REPLICATION@|$REPLICATION|g" \
+        -e "s|@MIN_ISR@|$MIN_ISR|g" \
         -e "s|@DATA_DIR@|$DATA_DIR|" \
         "$HERE/server.properties.template" >"$CONFIG"
+    if [[ -n "$TLS_PORT" ]]; then
+        # Mutual TLS: a client is the CN of its certificate (User:scorer for CN=scorer).
+        cat >>"$CONFIG" <<EOF
+
+listener.name.ssl.ssl.keystore.type=PEM
+listener.name.ssl.ssl.keystore.location=$TLS_DIR/broker.pem
+listener.name.ssl.ssl.truststore.type=PEM
+listener.name.ssl.ssl.truststore.location=$TLS_DIR/ca.pem
+listener.name.ssl.ssl.client.auth=required
+ssl.principal.mapping.rules=RULE:^CN=([A-Za-z0-9._-]+).*\$/\$1/,DEFAULT
+EOF
+    fi
+    if [[ "$ACLS" == 1 ]]; then
+        # The plaintext and controller listeners are the operator's (unauthenticated, so
+        # User:ANONYMOUS): brokers, tests and tools use them; clients on the TLS or SASL
+        # listeners get only what an ACL grants them.
+        cat >>"$CONFIG" <<EOF
+
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS
+allow.everyone.if.no.acl.found=false
+EOF
+    fi
     if [[ -n "$SASL_PORT" ]]; then
         # Inter-broker and controller traffic stay on PLAINTEXT; only clients authenticate.
         cat >>"$CONFIG" <<EOF
@@ -152,7 +195,7 @@ random_cluster_id() {
 
 format_storage() {
     [[ -f "$DATA_DIR/meta.properties" ]] && return 0
-    local args=(format --config "$CONFIG" --cluster-id "$(random_cluster_id)")
+    local args=(format --config "$CONFIG" --cluster-id "${KAFKA_CLUSTER_ID:-$(random_cluster_id)}")
     if [[ -n "$SASL_PORT" ]]; then
         args+=(--add-scram "SCRAM-SHA-256=[name=$SASL_USER,password=$SASL_PASSWORD]")
     fi
@@ -182,6 +225,55 @@ ensure_scram_user() {
         --entity-name "$SASL_USER" --add-config "SCRAM-SHA-256=[password=$SASL_PASSWORD]" \
         >>"$LOG_DIR/format.log" 2>&1 || die "could not set the SCRAM credential of $SASL_USER"
     scram_entry >>"$SCRAM_FILE"
+}
+
+# A local CA and the broker's certificate (for 127.0.0.1 and localhost), made once per TLS_DIR;
+# the nodes of a cluster share one TLS_DIR. Keys are unencrypted PKCS#8, which Kafka's PEM key
+# store reads as is.
+ensure_tls() {
+    [[ -n "$TLS_PORT" ]] || return 0
+    command -v openssl >/dev/null || die "openssl not found: it makes the TLS listener's certificates"
+    mkdir -p "$TLS_DIR"
+    (
+        flock 8
+        [[ -s "$TLS_DIR/broker.pem" ]] && exit 0
+        cd "$TLS_DIR"
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 365 \
+            -subj "/CN=local-kafka-ca" 2>/dev/null
+        issue broker "subjectAltName=IP:127.0.0.1,DNS:localhost"
+        cat broker.key broker.crt >broker.pem.tmp && mv broker.pem.tmp broker.pem
+    ) 8>"$TLS_DIR/.lock" || die "making the TLS certificates in $TLS_DIR failed"
+}
+
+# issue NAME [extension]: NAME.key and NAME.crt (CN=NAME) in the current directory, signed by the
+# CA in TLS_DIR.
+issue() {
+    local ext rc=0
+    ext="$(mktemp)"
+    printf '%s\n' "${2:-extendedKeyUsage=clientAuth}" >"$ext"
+    openssl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "/CN=$1" 2>/dev/null &&
+        openssl x509 -req -in "$1.csr" -CA "$TLS_DIR/ca.pem" -CAkey "$TLS_DIR/ca.key" \
+            -CAcreateserial -CAserial "$TLS_DIR/ca.srl" -days 365 -extfile "$ext" \
+            -out "$1.crt" 2>/dev/null || rc=$?
+    rm -f "$ext" "$1.csr"
+    return "$rc"
+}
+
+# A client certificate for the principal User:NAME, signed by the broker's CA. Prints the folder
+# holding NAME.key, NAME.crt and ca.pem (librdkafka's ssl.key.location, ssl.certificate.location
+# and ssl.ca.location).
+cmd_client_cert() {
+    local name="${1:-}" dir="$TLS_DIR/clients"
+    [[ "$name" =~ ^[A-Za-z0-9._-]+$ ]] || die "client-cert needs a NAME of letters, digits, '.', '_' or '-'"
+    [[ -n "$TLS_PORT" ]] || die "client-cert needs KAFKA_TLS_PORT (the broker's TLS listener)"
+    ensure_tls
+    mkdir -p "$dir"
+    cp "$TLS_DIR/ca.pem" "$dir/ca.pem"
+    if [[ ! -s "$dir/$name.crt" ]]; then
+        (cd "$dir" && flock 8 && issue "$name") 8>"$TLS_DIR/.lock" ||
+            die "could not issue a certificate for $name"
+    fi
+    echo "$dir"
 }
 
 readiness_python() {
@@ -239,12 +331,13 @@ cmd_start() {
     t0="$(now_us)"
     check_java
     fetch_jars
-    for port in "$PORT" "$CONTROLLER_PORT" $SASL_PORT; do
+    for port in "$PORT" "$CONTROLLER_PORT" $SASL_PORT $TLS_PORT; do
         if port_in_use "$port"; then
             die "127.0.0.1:$port is already in use (another broker?); choose KAFKA_PORT/KAFKA_CONTROLLER_PORT"
         fi
     done
     mkdir -p "$DATA_DIR" "$LOG_DIR"
+    ensure_tls
     render_config
     format_storage
     echo "$START_MARK $(date -Iseconds) ====" >>"$LOG_DIR/server.log"
@@ -274,6 +367,7 @@ cmd_start() {
     ensure_scram_user
     say "started in $(elapsed "$t0") (pid $pid, data $DATA_DIR)"
     [[ -z "$SASL_PORT" ]] || say "SASL_PLAINTEXT/SCRAM-SHA-256 at 127.0.0.1:$SASL_PORT (user $SASL_USER)"
+    [[ -z "$TLS_PORT" ]] || say "mutual TLS at 127.0.0.1:$TLS_PORT (CA $TLS_DIR/ca.pem)"
     echo "127.0.0.1:$PORT"
 }
 
@@ -307,6 +401,19 @@ cmd_stop() {
     say "stopped pid $pid in $(elapsed "$t0")"
 }
 
+# SIGKILL, as a crash or an OOM kill would: no clean shutdown, so the next start recovers its log.
+cmd_kill() {
+    local pid
+    if ! pid="$(running_pid)"; then
+        say "not running"
+        return 0
+    fi
+    kill -KILL "$pid" 2>/dev/null || true
+    while alive "$pid"; do sleep 0.05; done
+    rm -f "$PID_FILE"
+    say "killed pid $pid"
+}
+
 cmd_status() {
     local pid
     if pid="$(running_pid)"; then
@@ -332,7 +439,7 @@ cmd_logs() {
 }
 
 usage() {
-    echo "usage: $(basename "$0") start|stop|restart|status|reset|logs [-f]|fetch" >&2
+    echo "usage: $(basename "$0") start|stop|kill|restart|status|reset|logs [-f]|fetch|client-cert NAME" >&2
     exit 2
 }
 
@@ -343,11 +450,13 @@ main() {
     case "$cmd" in
         start) take_lock && cmd_start ;;
         stop) take_lock && cmd_stop ;;
+        kill) take_lock && cmd_kill ;;
         restart) take_lock && cmd_stop && cmd_start ;;
         reset) take_lock && cmd_reset ;;
         status) cmd_status ;;
         logs) cmd_logs "$@" ;;
         fetch) fetch_jars ;;
+        client-cert) cmd_client_cert "$@" ;;
         *) usage ;;
     esac
 }
