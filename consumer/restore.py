@@ -36,6 +36,10 @@ _TRANSIENT = frozenset(
         KafkaError._TIMED_OUT,
         KafkaError._TRANSPORT,
         KafkaError._ALL_BROKERS_DOWN,
+        # A broker that died leaves the metadata: requests in flight to it end so, and its
+        # partitions are unknown to the client until the new leaders are in its metadata.
+        KafkaError._DESTROY_BROKER,
+        KafkaError._UNKNOWN_PARTITION,
     }
 )
 
@@ -212,16 +216,17 @@ class Restorer:
         offsets: list[int] = []
         values: list[bytes | None] = []
         for msg in msgs:
-            p, offset = msg.partition(), msg.offset()
-            assert p is not None and offset is not None
-            if p not in ends:
-                continue  # abandoned, or fetched before it was finished
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    finished = self._finish(p) or finished
-                    continue
+            p, offset, err = msg.partition(), msg.offset(), msg.error()
+            if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                if err.retriable() or err.code() in _TRANSIENT:
+                    continue  # a broker away: the reader fetches again once a leader answers
                 raise KafkaException(err)
+            if p is None or p not in ends:
+                continue  # abandoned, or fetched before it was finished
+            if err is not None:  # the end of the partition
+                finished = self._finish(p) or finished
+                continue
+            assert offset is not None
             if offset >= ends[p]:
                 finished = self._finish(p) or finished
                 continue

@@ -35,8 +35,8 @@ class FakeMessage:
         key: bytes | None,
         value: bytes | None,
         *,
-        partition: int,
-        offset: int,
+        partition: int | None,
+        offset: int | None,
         topic: str = INPUT,
         error: KafkaError | None = None,
     ) -> None:
@@ -55,10 +55,10 @@ class FakeMessage:
     def topic(self) -> str:
         return self._topic
 
-    def partition(self) -> int:
+    def partition(self) -> int | None:
         return self._partition
 
-    def offset(self) -> int:
+    def offset(self) -> int | None:
         return self._offset
 
     def timestamp(self) -> tuple[int, int]:

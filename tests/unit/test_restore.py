@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import cast
 
 import numpy as np
+import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException
 
 from consumer import restore
 from consumer.codecs import changelog as changelog_codec
 from consumer.engine.state_table import StateTable
 from consumer.restore import CorruptRecord, Restorer, restore_partitions
-from tests.unit.kafka_fakes import CHANGELOG, FakeReader
+from tests.unit.kafka_fakes import CHANGELOG, FakeMessage, FakeReader
 
 VERSION = "v1"
 
@@ -91,16 +92,18 @@ def test_an_abandoned_partition_stops_being_read() -> None:
 
 
 class NotYetLeaderReader:
-    """A changelog just created: the first watermark requests find no leader yet."""
+    """A changelog just created (or its leader's broker gone): the first watermark requests
+    fail with `code`."""
 
-    def __init__(self, refusals: int) -> None:
+    def __init__(self, refusals: int, code: int = KafkaError.NOT_LEADER_FOR_PARTITION) -> None:
         self.refusals = refusals
+        self.code = code
         self.asked = 0
 
     def get_watermark_offsets(self, tp: object, timeout: float, cached: bool) -> tuple[int, int]:
         self.asked += 1
         if self.asked <= self.refusals:
-            raise KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION))
+            raise KafkaException(KafkaError(self.code))
         return 0, 0
 
 
@@ -113,3 +116,52 @@ def test_a_restore_waits_for_a_changelog_leader() -> None:
         cast(Consumer, reader), "changelog", [0], table=table, model_version="v"
     )
     assert stats.records == 0 and reader.asked == 3
+
+
+@pytest.mark.parametrize("code", [KafkaError._DESTROY_BROKER, KafkaError._UNKNOWN_PARTITION])
+def test_a_restore_outlives_a_broker_that_died(code: int) -> None:
+    # A SIGKILLed broker leaves the cluster's metadata; librdkafka then destroys its handle (a
+    # watermark request in flight fails with _DESTROY_BROKER) and knows its partitions no more
+    # until their new leaders are in its metadata (_UNKNOWN_PARTITION): the worker exited on both.
+    reader = NotYetLeaderReader(refusals=2, code=code)
+    table = StateTable((3, 1), 2)
+    stats = restore.restore_partitions(
+        cast(Consumer, reader), "changelog", [0], table=table, model_version="v"
+    )
+    assert stats.records == 0 and reader.asked == 3
+
+
+class BrokerAwayReader(FakeReader):
+    """The first read returns the client's own report of a broker away: an error message of no
+    partition, as librdkafka hands one to consume()."""
+
+    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+        if self.consumed == 0:
+            self.consumed += 1
+            error = KafkaError(KafkaError._TRANSPORT, "Connect to ipv4#127.0.0.1:9092 failed")
+            return [FakeMessage(None, None, partition=None, offset=None, error=error)]
+        return super().consume(num_messages, timeout)
+
+
+def test_a_broker_away_during_a_restore_is_waited_out() -> None:
+    # The worker used to stop on an assertion: the error message has no partition.
+    reader = BrokerAwayReader(records={0: [_state("a", 3, 10), _state("b", 1, 11)]})
+    table, corrupt = _restore(reader)
+    assert corrupt == [] and len(table) == 2
+    slot = table.slot_of("a")
+    assert slot is not None and int(table.steps[slot]) == 3
+
+
+def test_a_fatal_reader_error_during_a_restore_is_raised() -> None:
+    class FatalReader(FakeReader):
+        def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+            error = KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED)
+            return [FakeMessage(None, None, partition=0, offset=None, error=error)]
+
+    reader = FatalReader(records={0: [_state("a", 3, 10)]})
+    try:
+        _restore(reader)
+    except KafkaException as exc:
+        assert exc.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    else:
+        raise AssertionError("a fatal error was not raised")
