@@ -50,6 +50,19 @@ _CORRUPT_LOGGED = 20  # corrupt changelog records logged one by one per restore;
 # A fenced static member rejoins with a new consumer at most this often before it gives up.
 _MAX_REJOINS = 3
 _REJOIN_WINDOW_S = 600.0
+_COMMITTED_ASK_S = 10.0
+# The group coordinator away: its broker died and the group is moving to another one.
+_COORDINATOR_AWAY = frozenset(
+    {
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._WAIT_COORD,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    }
+)
 
 
 class InstanceFencedError(RuntimeError):
@@ -332,13 +345,27 @@ class Runner:
         self.changelog.forget_pending()
         for p in parts:
             self.positions.pop(p, None)
-        topic = self.settings.input_topic
-        committed = self.consumer.committed([TopicPartition(topic, p) for p in parts], timeout=30)
+        committed = self._committed(parts)
         self._start_restore(parts)
         for tp in committed:
             # Read again from there once restored; OFFSET_BEGINNING (-2) if nothing is committed.
             self._resume_at[tp.partition] = tp.offset if tp.offset >= 0 else -2
         log_event(log, "rewound", partitions=parts)
+
+    def _committed(self, parts: list[int]) -> list[TopicPartition]:
+        """The group's committed offsets of these partitions. A commit that failed because the
+        group coordinator's broker died is followed by a rewind while the group moves: asked
+        again until the new coordinator answers (or the worker is stopped)."""
+        topic = self.settings.input_topic
+        tps = [TopicPartition(topic, p) for p in parts]
+        while True:
+            try:
+                return list(self.consumer.committed(tps, timeout=_COMMITTED_ASK_S))
+            except KafkaException as exc:
+                err = exc.args[0]
+                if self.stopping or not (err.retriable() or err.code() in _COORDINATOR_AWAY):
+                    raise
+                log_event(log, "committed_offsets_retry", level=logging.WARNING, reason=str(err))
 
     def _on_consumer_error(self, err: KafkaError) -> None:
         """A fatal consumer error ends the worker (the consumer cannot be used any more), except a

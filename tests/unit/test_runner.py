@@ -308,3 +308,31 @@ def test_the_first_batch_after_idleness_is_checkpointed_at_once(
     f.runner.run()
     assert commits_seen[6] == 1 and f.consumer.commits[0] == [(0, 1)]  # right after the batch
     assert commits_seen[-1] == 1  # idle since: no further commits until the stop
+
+
+def test_a_rewind_while_the_group_coordinator_moves_waits_for_it() -> None:
+    # The coordinator's broker SIGKILLed: the commit failed, and the rewind's request for the
+    # committed offsets timed out while the group moved; the worker exited 1 on it.
+    f = make_runner("exactly-once")
+    r = f.runner
+    f.assign(0)
+    r._transacting(r._process, [sample("a", 0, 0)])  # type: ignore[list-item]
+    f.producer.fail_send_offsets = KafkaException(
+        KafkaError(KafkaError.UNKNOWN_MEMBER_ID, "injected")
+    )
+    asked = []
+    answer = f.consumer.committed
+
+    def moving(partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        asked.append(timeout)
+        if len(asked) <= 2:
+            raise KafkaException(
+                KafkaError(KafkaError._TIMED_OUT, "Failed to get committed offsets")
+            )
+        return answer(partitions, timeout)
+
+    f.consumer.committed = moving  # type: ignore[method-assign]
+    r._checkpoint()
+    assert len(asked) == 3
+    f.restore()
+    assert f.consumer.seeks[-1] == (0, -2)  # read again from the (absent) commit
