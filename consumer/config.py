@@ -53,6 +53,9 @@ _NOT_PROPERTIES = frozenset(
         *(f"KAFKA_{n}" for n in ("STOP_TIMEOUT", "HOME", "OPTS", "HEAP_OPTS", "JVM_OPTS")),
         *(f"KAFKA_{n}" for n in ("LOG4J_OPTS", "JMX_OPTS", "GC_LOG_OPTS", "DEBUG", "CLUSTER_ID")),
         "KAFKA_JVM_PERFORMANCE_OPTS",
+        # local-kafka.sh's and local-kafka-cluster.sh's TLS, ACL and cluster settings
+        *(f"KAFKA_{n}" for n in ("TLS", "TLS_PORT", "TLS_DIR", "ACLS", "NODE_ID", "BROKERS")),
+        *(f"KAFKA_{n}" for n in ("QUORUM_VOTERS", "REPLICATION", "CLUSTER_DIR")),
     }
 )
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -101,6 +104,9 @@ _HELP: dict[str, str] = {
     "log_format": "|".join(LOG_FORMATS),
     "log_level": "|".join(LOG_LEVELS),
     "create_topics": "create missing topics at start",
+    "replication_factor": "replicas of each topic --create-topics creates; 0: min(3, brokers)",
+    "min_insync_replicas": "min.insync.replicas of each topic --create-topics creates; "
+    "0: min(2, replicas)",
     "instance_id": "worker name, stable across restarts and unique in the group: "
     "group.instance.id and transactional.id <group-id>-<instance-id>; default the host name",
     "startup_timeout_s": "give up when the broker is not reachable within this time",
@@ -162,6 +168,8 @@ class Settings:
     log_format: LogFormat = "text"
     log_level: LogLevel = "INFO"
     create_topics: bool = False
+    replication_factor: int = 0
+    min_insync_replicas: int = 0
     instance_id: str = field(default_factory=default_instance_id)
     startup_timeout_s: float = 30.0
     features: int = 0
@@ -246,6 +254,15 @@ def _validate(s: Settings) -> None:
     _check_range(s, "health_stale_s", 0.001, 86_400)
     _check_range(s, "startup_timeout_s", 0.001, 86_400)
     _check_range(s, "features", 0, 100_000)
+    _check_range(s, "replication_factor", 0, 32)
+    _check_range(s, "min_insync_replicas", 0, 32)
+    if s.replication_factor and s.min_insync_replicas > s.replication_factor:
+        raise _fail(
+            "min_insync_replicas",
+            f"must not exceed --replication-factor ({s.replication_factor}): no write could "
+            "ever be acknowledged",
+            s.min_insync_replicas,
+        )
     if not s.metrics_addr or any(ch.isspace() for ch in s.metrics_addr):
         raise _fail("metrics_addr", "must be a host name or address", s.metrics_addr)
     if not 0 < len(s.instance_id) <= 200 or not s.instance_id.isprintable() or " " in s.instance_id:

@@ -174,6 +174,12 @@ def test_create_topics_boolean() -> None:
             "--bootstrap-servers (KAFKA_BOOTSTRAP_SERVERS)",
         ),
         (["--instance-id", "pod a"], {}, "--instance-id (INSTANCE_ID)"),
+        (["--replication-factor", "-1"], {}, "--replication-factor (REPLICATION_FACTOR)"),
+        (
+            ["--replication-factor", "2", "--min-insync-replicas", "3"],
+            {},
+            "--min-insync-replicas (MIN_INSYNC_REPLICAS)",
+        ),
     ],
 )
 def test_validation_error_names_flag_and_variable(
@@ -303,6 +309,16 @@ def test_add_run_arguments_on_a_subcommand() -> None:
 
 
 def test_broker_script_and_jvm_variables_are_not_passed_through() -> None:
-    environ = {"KAFKA_PORT": "19092", "KAFKA_HEAP_OPTS": "-Xmx1g", "KAFKA_LINGER_MS": "7"}
+    environ = {
+        "KAFKA_PORT": "19092",
+        "KAFKA_HEAP_OPTS": "-Xmx1g",
+        "KAFKA_LINGER_MS": "7",
+        # the cluster script's, which a shell that started a cluster may still hold
+        "KAFKA_TLS": "1",
+        "KAFKA_TLS_PORT": "9194",
+        "KAFKA_ACLS": "1",
+        "KAFKA_BROKERS": "3",
+        "KAFKA_CLUSTER_DIR": "/tmp/c",
+    }
     common, consumer, producer = kafka_passthrough(environ)
     assert common == {"linger.ms": "7"} and consumer == {} and producer == {}

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from consumer import kafka_clients
+from consumer import access_rights, kafka_clients
 from consumer.config import Settings
 from consumer.kafka_clients import consumer_config, producer_config
 
@@ -30,12 +30,13 @@ def test_the_instance_id_is_the_static_group_member_and_names_the_transactional_
 # -- start-up topic checks against an admin client that lags or refuses --------------------
 
 
-def _metadata(topics: Mapping[str, int]) -> SimpleNamespace:
+def _metadata(topics: Mapping[str, int], brokers: int = 1) -> SimpleNamespace:
     return SimpleNamespace(
         topics={
             name: SimpleNamespace(partitions=dict.fromkeys(range(n)), error=None)
             for name, n in topics.items()
-        }
+        },
+        brokers=dict.fromkeys(range(1, brokers + 1)),
     )
 
 
@@ -45,14 +46,22 @@ def _done(value: object) -> Future[object]:
     return future
 
 
+def _failed(code: int) -> Future[object]:
+    future: Future[object] = Future()
+    future.set_exception(KafkaException(KafkaError(code)))
+    return future
+
+
 class LaggingMetadataAdmin:
     """Topics it creates appear in its metadata only `lag` listings later, as on a busy broker."""
 
-    def __init__(self, existing: Mapping[str, int], lag: int) -> None:
+    def __init__(self, existing: Mapping[str, int], lag: int, brokers: int = 1) -> None:
         self.topics = dict(existing)
         self.pending: dict[str, int] = {}
         self.lag = lag
         self.listings = 0
+        self.brokers = brokers
+        self.created: list[Any] = []
 
     def list_topics(self, timeout: float) -> SimpleNamespace:
         self.listings += 1
@@ -60,16 +69,34 @@ class LaggingMetadataAdmin:
             self.topics.update(self.pending)
             self.pending.clear()
         self.lag = max(0, self.lag - 1)
-        return _metadata(self.topics)
+        return _metadata(self.topics, self.brokers)
 
     def create_topics(self, new: list[Any], operation_timeout: float) -> dict[str, Future[object]]:
         for t in new:
             self.pending[t.topic] = t.num_partitions
+        self.created += new
         return {t.topic: _done(None) for t in new}
+
+    # A broker without an authorizer: every topic it has is visible, operations not listed.
+    def describe_topics(self, topics: Any, **_: object) -> dict[str, Future[object]]:
+        known = self.topics.keys() | self.pending.keys()
+        return {
+            name: _done(SimpleNamespace(authorized_operations=None))
+            if name in known
+            else _failed(KafkaError.UNKNOWN_TOPIC_OR_PART)
+            for name in topics.topic_names
+        }
 
     def describe_configs(self, resources: list[Any]) -> dict[Any, Future[object]]:
         policy = SimpleNamespace(value="compact")
         return {r: _done({"cleanup.policy": policy}) for r in resources}
+
+
+@pytest.fixture(autouse=True)
+def _group_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The group rights check's consumer: a broker without an authorizer answers it."""
+    probe = SimpleNamespace(committed=lambda partitions, timeout: partitions, close=lambda: None)
+    monkeypatch.setattr(access_rights, "Consumer", lambda conf: probe)
 
 
 def test_topics_created_at_start_are_awaited_until_metadata_lists_them(
@@ -83,6 +110,43 @@ def test_topics_created_at_start_are_awaited_until_metadata_lists_them(
     topology = kafka_clients.prepare_topics(settings)
     assert topology.input_partitions == 6
     assert admin.listings >= 3  # it listed again until the new topics showed up
+
+
+@pytest.mark.parametrize(
+    ("brokers", "asked", "replicas", "in_sync"),
+    [(1, (0, 0), 1, "1"), (2, (0, 0), 2, "2"), (5, (0, 0), 3, "2"), (5, (5, 3), 5, "3")],
+)
+def test_created_topics_get_replicas_from_the_cluster_size_unless_told(
+    monkeypatch: pytest.MonkeyPatch,
+    brokers: int,
+    asked: tuple[int, int],
+    replicas: int,
+    in_sync: str,
+) -> None:
+    admin = LaggingMetadataAdmin({"samples": 6}, lag=0, brokers=brokers)
+    monkeypatch.setattr(kafka_clients, "AdminClient", lambda conf, **kw: admin)
+    settings = Settings(
+        model_path=Path("m.keras"),
+        create_topics=True,
+        replication_factor=asked[0],
+        min_insync_replicas=asked[1],
+    )
+    kafka_clients.prepare_topics(settings)
+    assert len(admin.created) == 3
+    for topic in admin.created:
+        assert topic.replication_factor == replicas
+        assert topic.config["min.insync.replicas"] == in_sync
+    changelog = next(t for t in admin.created if t.topic == settings.changelog_topic)
+    assert changelog.config["cleanup.policy"] == "compact"
+
+
+def test_the_restore_reader_is_in_the_workers_own_group() -> None:
+    # It never joins, but librdkafka looks up its group's coordinator: a group of its own
+    # ("<group>-restore") was refused under ACLs granting the worker its group only.
+    s = Settings(model_path=Path("m.keras"), group_id="scorers", instance_id="pod-a")
+    conf = kafka_clients.restore_consumer_config(s)
+    assert conf["group.id"] == "scorers"
+    assert "group.instance.id" not in conf and conf["enable.auto.commit"] is False
 
 
 def test_topics_that_never_show_up_fail_start_up_with_a_message(
