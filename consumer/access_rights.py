@@ -49,6 +49,9 @@ _BROKER_AWAY = {
 }
 
 
+_TOPIC_PROBLEMS = (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.UNKNOWN_TOPIC_OR_PART)
+
+
 def refusal(rights: list[str]) -> str:
     """The start-up error for missing rights, each named "<OPERATION> on <resource> '<name>'"."""
     return (
@@ -148,7 +151,10 @@ def missing_group_rights(settings: Settings, timeout: float) -> list[str]:
                 code = exc.args[0].code()
                 if code == KafkaError.GROUP_AUTHORIZATION_FAILED:
                     return [f"READ on group {settings.group_id!r}"]
-                if code in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.UNKNOWN_TOPIC_OR_PART):
+                if code in (
+                    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                    KafkaError.UNKNOWN_TOPIC_OR_PART,
+                ):
                     return []  # the input topic's own check says what is wrong with it
                 if not _transient(exc.args[0]) or time.monotonic() >= deadline:
                     raise

@@ -13,6 +13,7 @@ restore may take longer than the consumer's poll interval or a transaction's tim
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -27,6 +28,9 @@ from consumer.memory import release_free_memory
 
 _BATCH = 10_000
 _RETRY_S = 0.2
+# Nothing read for this long with partitions left: the client is asked to refresh its
+# metadata, as it may still be fetching from a leader that died.
+_STALL_S = 2.0
 _TRANSIENT = frozenset(
     {
         KafkaError.NOT_LEADER_FOR_PARTITION,
@@ -98,6 +102,7 @@ class Restorer:
         self.topic = topic
         self.table = table
         self.model_version = model_version
+        self._refreshed_at = 0.0
         self.timeout_s = timeout_s  # the longest a partition may go without any progress
         self._ends: dict[int, int] = {}  # partition -> end offset (exclusive)
         self._next: dict[int, int] = {}  # partition -> next offset to read
@@ -159,8 +164,12 @@ class Restorer:
         while self._ends:  # at least one read per slice, however small the budget
             timeout = max(0.0, min(0.1, deadline - time.monotonic()))
             msgs = self.reader.consume(_BATCH, timeout=timeout)
+            now = time.monotonic()
             if msgs:
-                self._progress_at = time.monotonic()
+                self._progress_at = now
+            elif now - max(self._progress_at, self._refreshed_at) > _STALL_S:
+                self._refreshed_at = now
+                refresh_leaders(self.reader, self.topic)
             self._apply(msgs, session)
             if time.monotonic() >= deadline:
                 break
@@ -325,3 +334,13 @@ def _watermarks(reader: Consumer, tp: TopicPartition, deadline: float) -> tuple[
             if not (err.retriable() or err.code() in _TRANSIENT) or time.monotonic() > deadline:
                 raise
         time.sleep(_RETRY_S)
+        refresh_leaders(reader, tp.topic)
+
+
+def refresh_leaders(reader: Consumer, topic: str) -> None:
+    """Ask the brokers who leads the topic's partitions now. A SIGKILLed leader's partitions
+    move when the controller notices, but librdkafka may keep fetching from (and asking the
+    watermarks of) the dead leader until its periodic metadata refresh, five minutes later:
+    a restore in a failover waited that long. A metadata request updates the client's leaders."""
+    with contextlib.suppress(KafkaException):
+        reader.list_topics(topic, timeout=2.0)

@@ -240,6 +240,9 @@ class FakeReader:
     def get_watermark_offsets(self, tp: TopicPartition, **_: object) -> tuple[int, int]:
         return 0, len(self.records.get(tp.partition, []))
 
+    def list_topics(self, topic: str, timeout: float) -> object:
+        return object()  # a metadata refresh: the fake's leaders never move
+
     def assign(self, partitions: list[TopicPartition]) -> None:
         self.assigned = {tp.partition: max(0, tp.offset) for tp in partitions}
 

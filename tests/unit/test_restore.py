@@ -6,7 +6,7 @@ from typing import cast
 
 import numpy as np
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from consumer import restore
 from consumer.codecs import changelog as changelog_codec
@@ -100,6 +100,9 @@ class NotYetLeaderReader:
         self.code = code
         self.asked = 0
 
+    def list_topics(self, topic: str, timeout: float) -> object:
+        return object()
+
     def get_watermark_offsets(self, tp: object, timeout: float, cached: bool) -> tuple[int, int]:
         self.asked += 1
         if self.asked <= self.refusals:
@@ -165,3 +168,36 @@ def test_a_fatal_reader_error_during_a_restore_is_raised() -> None:
         assert exc.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
     else:
         raise AssertionError("a fatal error was not raised")
+
+
+class StaleLeaderReader(FakeReader):
+    """A reader that still fetches from a changelog leader which died: nothing arrives (and the
+    watermarks fail) until it asks the brokers for the partition's leaders again."""
+
+    refreshed: int = 0
+
+    def list_topics(self, topic: str, timeout: float) -> object:
+        self.refreshed += 1
+        return object()
+
+    def get_watermark_offsets(self, tp: TopicPartition, **kw: object) -> tuple[int, int]:
+        if not self.refreshed:
+            raise KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION))
+        return super().get_watermark_offsets(tp, **kw)
+
+    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+        if self.refreshed < 2:
+            return []
+        return super().consume(num_messages, timeout)
+
+
+def test_a_restore_from_a_leader_that_died_asks_for_the_new_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A worker restoring while the changelog leader's broker was SIGKILLed read nothing for four
+    # and a half minutes: until librdkafka's periodic metadata refresh found the new leader.
+    monkeypatch.setattr(restore, "_STALL_S", 0.0)
+    reader = StaleLeaderReader(records={0: [_state("a", 3, 10)]})
+    table, corrupt = _restore(reader)
+    assert corrupt == [] and len(table) == 1
+    assert reader.refreshed >= 2  # once for the watermarks, once for the reads
