@@ -140,25 +140,26 @@ def missing_group_rights(settings: Settings, timeout: float) -> list[str]:
         }
     )
     deadline = time.monotonic() + timeout
+    refused = [f"READ on group {settings.group_id!r}"]
     try:
         while True:
             try:
-                probe.committed(
-                    [TopicPartition(settings.input_topic, 0)], timeout=_attempt_timeout(deadline)
-                )
+                probe.committed([TopicPartition(settings.input_topic, 0)], timeout=1.0)
                 return []
             except KafkaException as exc:
                 code = exc.args[0].code()
                 if code == KafkaError.GROUP_AUTHORIZATION_FAILED:
-                    return [f"READ on group {settings.group_id!r}"]
-                if code in (
-                    KafkaError.TOPIC_AUTHORIZATION_FAILED,
-                    KafkaError.UNKNOWN_TOPIC_OR_PART,
-                ):
+                    return refused
+                if code in _TOPIC_PROBLEMS:
                     return []  # the input topic's own check says what is wrong with it
                 if not _transient(exc.args[0]) or time.monotonic() >= deadline:
                     raise
-            time.sleep(_RETRY_S)
+            # A refused coordinator lookup does not end the request (it times out): the client
+            # reports the refusal as an error event, which consume() hands over.
+            for event in probe.consume(100, timeout=_RETRY_S):
+                err = event.error()
+                if err is not None and err.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
+                    return refused
     finally:
         probe.close()
 

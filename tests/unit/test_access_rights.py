@@ -70,14 +70,22 @@ class AuthorizingAdmin:
         return out
 
     def committed(self, partitions: list[Any], timeout: float) -> list[Any]:
-        """What the worker's group probe (a consumer that never joins) is told."""
+        """What the worker's group probe (a consumer that never joins) is told: as librdkafka
+        does, a refused coordinator lookup makes the request time out..."""
         if self.group_rights is None:
-            raise KafkaException(KafkaError(KafkaError.GROUP_AUTHORIZATION_FAILED))
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "committed offsets"))
         return partitions
+
+    def consume(self, num_messages: int, timeout: float) -> list[Any]:
+        """... and the refusal itself comes as an error event."""
+        if self.group_rights is None:
+            refusal = KafkaError(KafkaError.GROUP_AUTHORIZATION_FAILED)
+            return [SimpleNamespace(error=lambda: refusal)]
+        return []
 
     def probe(self, conf: dict[str, Any]) -> Any:
         assert conf["group.id"] and conf["enable.auto.commit"] is False
-        return SimpleNamespace(committed=self.committed, close=lambda: None)
+        return SimpleNamespace(committed=self.committed, consume=self.consume, close=lambda: None)
 
     def create_topics(self, new: list[Any], operation_timeout: float) -> dict[str, Any]:
         if not self.create_allowed:

@@ -95,7 +95,11 @@ class LaggingMetadataAdmin:
 @pytest.fixture(autouse=True)
 def _group_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     """The group rights check's consumer: a broker without an authorizer answers it."""
-    probe = SimpleNamespace(committed=lambda partitions, timeout: partitions, close=lambda: None)
+    probe = SimpleNamespace(
+        committed=lambda partitions, timeout: partitions,
+        consume=lambda num_messages, timeout: [],
+        close=lambda: None,
+    )
     monkeypatch.setattr(access_rights, "Consumer", lambda conf: probe)
 
 
