@@ -47,6 +47,11 @@ broker-stop:
 broker-status:
 	$(BROKER) status
 
+# Three brokers with mutual TLS and ACLs (docs/local-broker.md, docs/security.md).
+.PHONY: cluster-start cluster-stop cluster-status
+cluster-start cluster-stop cluster-status: $(STAMP)
+	KAFKA_TLS=1 KAFKA_ACLS=1 bash deploy/kafka/local-kafka-cluster.sh $(@:cluster-%=%)
+
 # Keeps .venv (slow to rebuild) and the Maven cache in ~/.m2.
 clean:
 	$(BROKER) stop

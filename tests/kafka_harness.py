@@ -34,11 +34,13 @@ def create_topic(
     partitions: int,
     config: Mapping[str, str] | None = None,
     timeout_s: float = 30.0,
+    replicas: int = 1,
 ) -> str:
     """Create a uuid-named topic and return once every partition has a leader."""
     name = unique_name("test-topic")
+    conf = {"min.insync.replicas": str(min(2, replicas)), **(config or {})}
     futures = admin.create_topics(
-        [NewTopic(name, num_partitions=partitions, replication_factor=1, config=dict(config or {}))]
+        [NewTopic(name, num_partitions=partitions, replication_factor=replicas, config=conf)]
     )
     futures[name].result(timeout=timeout_s)
     deadline = time.monotonic() + timeout_s

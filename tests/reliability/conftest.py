@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from producer_sim.cluster.broker import started_on_free_ports
+from producer_sim.cluster.broker_cluster import LocalCluster
 from producer_sim.cluster.ports import free_port
 from tests.reliability.profile import Profile, current_profile
+from tests.reliability.secured_cluster import heal, secure_workers
 from tests.reliability.stage import Deployment, SaslBroker, Stage
 from tests.reliability.summary import results_folder
 from tests.service_harness import save_user_model
@@ -77,3 +79,42 @@ def deployment(stage: Stage, tmp_path: Path) -> Iterator[DeploymentFactory]:
     yield make
     for dep in made:
         dep.teardown()
+
+
+@pytest.fixture(scope="session")
+def cluster_stage(
+    tmp_path_factory: pytest.TempPathFactory, profile: Profile, stage: Stage
+) -> Iterator[Stage]:
+    """Three brokers with a mutual-TLS listener and ACLs; the same model and results as `stage`.
+    Its folder's name starts with "kafka" so CI's exit trap stops its nodes too."""
+    cluster = LocalCluster(
+        tmp_path_factory.mktemp("kafka-cluster"), free_port(span=12), tls=True, acls=True
+    )
+    try:
+        cluster.start()
+    except RuntimeError:
+        cluster.stop()
+        raise
+    try:
+        yield Stage(cluster, stage.model, profile, stage.results)
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster_deployment(cluster_stage: Stage, tmp_path: Path) -> Iterator[DeploymentFactory]:
+    """`cluster_deployment(...)`: like `deployment`, on the three-broker cluster, its workers on
+    the TLS listener with exactly their ACLs."""
+    made: list[Deployment] = []
+
+    def make(**kwargs: object) -> Deployment:
+        dep = Deployment(cluster_stage, tmp_path, **kwargs)  # type: ignore[arg-type]
+        made.append(dep)
+        assert isinstance(cluster_stage.broker, LocalCluster)
+        secure_workers(dep, cluster_stage.broker)
+        return dep
+
+    yield make
+    for dep in made:
+        dep.teardown()
+    heal(cluster_stage)

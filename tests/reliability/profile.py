@@ -43,6 +43,10 @@ class Profile:
     handover_keys: int  # 10. revoke with pending tombstones
     max_steps_keys: int  # 11. --max-steps changed across a restart
     wrong_partition_keys: int  # 12. records of a key on another partition
+    # 13.-16. three brokers, mutual TLS and ACLs
+    cluster_sequences: int  # sequences fed while brokers fail
+    cluster_down_s: float  # how long a killed broker stays down
+    cluster_feed_s: float  # how long the load runs
 
 
 QUICK = Profile(
@@ -68,6 +72,9 @@ QUICK = Profile(
     handover_keys=1_000,
     max_steps_keys=1_000,
     wrong_partition_keys=1_000,
+    cluster_sequences=1_500,
+    cluster_down_s=4.0,
+    cluster_feed_s=30.0,
 )
 
 FULL = Profile(
@@ -93,6 +100,9 @@ FULL = Profile(
     handover_keys=10_000,
     max_steps_keys=10_000,
     wrong_partition_keys=10_000,
+    cluster_sequences=5_000,
+    cluster_down_s=12.0,
+    cluster_feed_s=90.0,
 )
 
 

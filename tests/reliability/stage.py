@@ -23,6 +23,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 from producer_sim.cluster.broker import LocalBroker
+from producer_sim.cluster.broker_cluster import LocalCluster
 from tests.kafka_harness import (
     create_topic,
     delete_topics,
@@ -60,13 +61,19 @@ class SaslBroker(LocalBroker):
 
 @dataclass
 class Stage:
-    """Session-wide: the broker, the model, the mode and where summaries go."""
+    """Session-wide: the broker (or the three-broker cluster), the model, the mode and where
+    summaries go."""
 
-    broker: SaslBroker
+    broker: SaslBroker | LocalCluster
     model: Path
     profile: Profile
     results: Path
     admin: AdminClient = field(init=False)
+
+    @property
+    def replicas(self) -> int:
+        """Of each topic a scenario creates: as many as the cluster has brokers, up to 3."""
+        return min(3, self.broker.brokers) if isinstance(self.broker, LocalCluster) else 1
 
     def __post_init__(self) -> None:
         self.admin = AdminClient({"bootstrap.servers": self.broker.bootstrap})
@@ -95,9 +102,10 @@ class Deployment:
     def __post_init__(self) -> None:
         admin = self.stage.admin
         self.bootstrap = self.bootstrap or self.stage.bootstrap
-        self.input = create_topic(admin, PARTITIONS)
-        self.output = create_topic(admin, PARTITIONS)
-        self.dlq = create_topic(admin, 1)
+        replicas = self.stage.replicas
+        self.input = create_topic(admin, PARTITIONS, replicas=replicas)
+        self.output = create_topic(admin, PARTITIONS, replicas=replicas)
+        self.dlq = create_topic(admin, 1, replicas=replicas)
         self.group = unique_name("rel-group")
         args = [
             "--bootstrap-servers", self.worker_bootstrap or self.bootstrap,
