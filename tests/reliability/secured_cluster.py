@@ -9,7 +9,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AclBinding, AdminClient
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._acl import AclBinding
 
 from consumer.access_rights import acl_bindings
 from consumer.config import build_settings

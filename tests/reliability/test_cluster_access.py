@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AclBinding
-from confluent_kafka.admin._acl import AclOperation
+from confluent_kafka.admin._acl import AclBinding, AclOperation
 from confluent_kafka.admin._resource import ResourceType
 
 from producer_sim.cluster.broker_cluster import LocalCluster

@@ -16,7 +16,7 @@ from tests.reliability.conftest import DeploymentFactory
 from tests.reliability.feeder import Feeder
 from tests.reliability.fleet import Fleet
 from tests.reliability.scenario import assert_clean, conclude
-from tests.reliability.stage import SCRAM_MECHANISM, Stage
+from tests.reliability.stage import SCRAM_MECHANISM, SaslBroker, Stage
 from tests.reliability.test_hard_kills import stream
 
 REFUSAL_BOUND_S = 90.0  # model loading included; the refusal itself takes about a second
@@ -33,6 +33,7 @@ def sasl_env(user: str, password: str) -> dict[str, str]:
 
 def test_sasl_credentials(stage: Stage, deployment: DeploymentFactory, tmp_path: Path) -> None:
     broker = stage.broker
+    assert isinstance(broker, SaslBroker)
     dep = deployment(worker_bootstrap=broker.sasl_bootstrap)
     dep.fleet.env.update(sasl_env(broker.sasl_user, broker.sasl_password))
     wrong_password = "not-" + broker.sasl_password[::-1]
