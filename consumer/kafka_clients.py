@@ -157,8 +157,7 @@ def prepare_topics(settings: Settings) -> Topology:
             f"input topic {settings.input_topic!r} does not exist; create it (its partition "
             "count is the service's parallelism) before starting workers"
         )
-    topics: dict[str, TopicMetadata] = cluster.topics
-    n = len(topics[settings.input_topic].partitions)
+    n = len(_listed(admin, [settings.input_topic], timeout)[settings.input_topic].partitions)
     replicas = settings.replication_factor or min(3, len(cluster.brokers))
     in_sync = str(settings.min_insync_replicas or min(2, replicas))
     wanted = {
@@ -180,12 +179,14 @@ def prepare_topics(settings: Settings) -> Topology:
     if missing:
         _create(admin, missing, timeout)
         created = [t.topic for t in missing]
-        topics = _listed(admin, created, timeout)
         # Rights on a topic can differ from a prefix ACL's; a new topic is checked like the rest.
         access = describe_topics(admin, created, timeout)
         missing_rights = missing_topic_rights(access, {t: needed[t] for t in created})
         if missing_rights:
             raise StartupError(refusal(missing_rights))
+    # Listed now, not taken from the first listing: another worker starting at the same time may
+    # have created a topic since, which the rights check saw and that listing did not.
+    topics = _listed(admin, list(wanted), timeout)
     changelog_partitions = len(topics[settings.changelog_topic].partitions)
     if changelog_partitions != n:
         raise StartupError(

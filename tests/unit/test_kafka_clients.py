@@ -144,6 +144,20 @@ def test_created_topics_get_replicas_from_the_cluster_size_unless_told(
     assert changelog.config["cleanup.policy"] == "compact"
 
 
+def test_topics_another_worker_just_created_are_awaited_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two workers starting together on three brokers: the other one created the changelog
+    # between this one's first metadata listing and its rights check, which saw the topic;
+    # start-up died of a KeyError on the first listing.
+    admin = LaggingMetadataAdmin({"samples": 6}, lag=2)
+    admin.pending = {"probabilities": 6, "samples.dlq": 1, "lstm-scorer-state-changelog": 6}
+    monkeypatch.setattr(kafka_clients, "AdminClient", lambda conf, **kw: admin)
+    settings = Settings(model_path=Path("m.keras"), create_topics=True, startup_timeout_s=5)
+    assert kafka_clients.prepare_topics(settings).input_partitions == 6
+    assert admin.created == []  # they existed: nothing to create
+
+
 def test_the_restore_reader_is_in_the_workers_own_group() -> None:
     # It never joins, but librdkafka looks up its group's coordinator: a group of its own
     # ("<group>-restore") was refused under ACLs granting the worker its group only.
