@@ -10,6 +10,7 @@ READ or WRITE, idempotent writes by WRITE on a topic) need no ACL of their own.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -108,6 +109,10 @@ def describe_topics(admin: AdminClient, names: list[str], timeout: float) -> dic
         if len(access) == len(names):
             return access
         time.sleep(_RETRY_S)
+        # "Timed out waiting for controller": the client still names the node that died as the
+        # controller until its metadata is refreshed (every five minutes by itself).
+        with contextlib.suppress(KafkaException):
+            admin.list_topics(timeout=2.0)
 
 
 def missing_topic_rights(
