@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import TypeVar
 
 from confluent_kafka import (
     Consumer,
@@ -94,6 +96,10 @@ def describe_topics(admin: AdminClient, names: list[str], timeout: float) -> dic
         for name, future in futures.items():
             try:
                 found = future.result(attempt + 1)
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise
+                continue  # asked again below
             except KafkaException as exc:
                 code = exc.args[0].code()
                 if code == KafkaError.TOPIC_AUTHORIZATION_FAILED:
@@ -111,8 +117,7 @@ def describe_topics(admin: AdminClient, names: list[str], timeout: float) -> dic
         time.sleep(_RETRY_S)
         # "Timed out waiting for controller": the client still names the node that died as the
         # controller until its metadata is refreshed (every five minutes by itself).
-        with contextlib.suppress(KafkaException):
-            admin.list_topics(timeout=2.0)
+        _refresh(admin)
 
 
 def missing_topic_rights(
@@ -167,6 +172,32 @@ def missing_group_rights(settings: Settings, timeout: float) -> list[str]:
                     return refused
     finally:
         probe.close()
+
+
+T = TypeVar("T")
+
+
+def answered(admin: AdminClient, ask: Callable[[float], Future[T]], timeout: float) -> T:
+    """The result of an admin request `ask(request_timeout)`. While a broker is away (the one
+    asked died; the client still names a dead controller until its metadata is refreshed) it is
+    asked again, with the metadata refreshed, until `timeout`; other errors are raised."""
+    deadline = time.monotonic() + timeout
+    while True:
+        attempt = _attempt_timeout(deadline)
+        try:
+            return ask(attempt).result(attempt + 1)
+        except (KafkaException, TimeoutError) as exc:
+            away = isinstance(exc, TimeoutError) or _transient(exc.args[0])
+            if not away or time.monotonic() >= deadline:
+                raise
+        time.sleep(_RETRY_S)
+        _refresh(admin)
+
+
+def _refresh(admin: AdminClient) -> None:
+    """A metadata request: the client learns the cluster's live brokers and controller."""
+    with contextlib.suppress(KafkaException):
+        admin.list_topics(timeout=2.0)
 
 
 def _attempt_timeout(deadline: float) -> float:

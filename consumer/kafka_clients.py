@@ -19,6 +19,7 @@ from confluent_kafka.admin._metadata import ClusterMetadata, TopicMetadata
 from confluent_kafka.cimpl import NewTopic
 
 from consumer.access_rights import (
+    answered,
     describe_topics,
     missing_group_rights,
     missing_topic_rights,
@@ -227,9 +228,16 @@ _CREATE_REFUSED = {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUT
 
 
 def _create(admin: AdminClient, topics: list[NewTopic], timeout: float) -> None:
-    for name, future in admin.create_topics(topics, operation_timeout=timeout).items():
+    for topic in topics:
+        name = topic.topic
         try:
-            future.result(timeout)
+            answered(
+                admin,
+                lambda t, new=topic: admin.create_topics(  # type: ignore[misc]
+                    [new], operation_timeout=t, request_timeout=t
+                )[new.topic],
+                timeout,
+            )
             log.info("created topic %s", name)
         except KafkaException as exc:
             code = exc.args[0].code()
@@ -247,7 +255,10 @@ def _listed(admin: AdminClient, names: list[str], timeout: float) -> dict[str, T
     or by another one starting at the same time, shows up in metadata a moment later."""
     deadline = time.monotonic() + timeout
     while True:
-        topics: dict[str, TopicMetadata] = admin.list_topics(timeout=timeout).topics
+        try:
+            topics: dict[str, TopicMetadata] = admin.list_topics(timeout=5.0).topics
+        except KafkaException:
+            topics = {}  # the broker asked died: ask again
         if all(name in topics and topics[name].partitions for name in names):
             return topics
         if time.monotonic() > deadline:
@@ -261,7 +272,11 @@ def _listed(admin: AdminClient, names: list[str], timeout: float) -> dict[str, T
 def _require_compacted(admin: AdminClient, topic: str, timeout: float) -> None:
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
     try:
-        configs = admin.describe_configs([resource])[resource].result(timeout)
+        configs = answered(
+            admin,
+            lambda t: admin.describe_configs([resource], request_timeout=t)[resource],
+            timeout,
+        )
     except KafkaException as exc:
         if exc.args[0].code() != KafkaError.TOPIC_AUTHORIZATION_FAILED:
             raise

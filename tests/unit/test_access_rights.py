@@ -87,7 +87,9 @@ class AuthorizingAdmin:
         assert conf["group.id"] and conf["enable.auto.commit"] is False
         return SimpleNamespace(committed=self.committed, consume=self.consume, close=lambda: None)
 
-    def create_topics(self, new: list[Any], operation_timeout: float) -> dict[str, Any]:
+    def create_topics(
+        self, new: list[Any], operation_timeout: float, **_: object
+    ) -> dict[str, Any]:
         if not self.create_allowed:
             return {t.topic: _failed(KafkaError.TOPIC_AUTHORIZATION_FAILED) for t in new}
         for t in new:
@@ -95,7 +97,7 @@ class AuthorizingAdmin:
             self.created.append(t.topic)
         return {t.topic: _done(None) for t in new}
 
-    def describe_configs(self, resources: list[Any]) -> dict[Any, Future[object]]:
+    def describe_configs(self, resources: list[Any], **_: object) -> dict[Any, Future[object]]:
         return {r: _failed(KafkaError.TOPIC_AUTHORIZATION_FAILED) for r in resources}
 
 
@@ -210,7 +212,7 @@ class FailingOverAdmin(AuthorizingAdmin):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.asked_topics = self.asked_groups = self.listed = 0
+        self.asked_topics = self.asked_groups = self.listed = self.asked_configs = 0
 
     def list_topics(self, timeout: float) -> SimpleNamespace:
         self.listed += 1  # a metadata refresh: the client learns which node is the controller
@@ -230,6 +232,12 @@ class FailingOverAdmin(AuthorizingAdmin):
             )
         return super().committed(partitions, timeout)
 
+    def describe_configs(self, resources: list[Any], **kw: object) -> dict[Any, Future[object]]:
+        self.asked_configs += 1
+        if self.asked_configs == 1:  # sent to the node that died: never answered
+            return {r: Future() for r in resources}
+        return super().describe_configs(resources, **kw)
+
 
 def test_a_worker_starting_during_a_broker_failover_waits_it_out(
     monkeypatch: pytest.MonkeyPatch,
@@ -237,5 +245,6 @@ def test_a_worker_starting_during_a_broker_failover_waits_it_out(
     # A worker restarted as a broker died used to exit at its rights check.
     rights: dict[str, set[AclOperation] | None] = {t: {READ, WRITE} for t in ALL_TOPICS}
     admin = FailingOverAdmin(dict(ALL_TOPICS), rights, group_rights={READ})
-    assert _prepare(monkeypatch, admin).input_partitions == 4
-    assert admin.asked_topics == 2 and admin.asked_groups == 3
+    # Long enough for one request to go unanswered (5 s) and be asked again.
+    assert _prepare(monkeypatch, admin, startup_timeout_s=10).input_partitions == 4
+    assert admin.asked_topics == 2 and admin.asked_groups == 3 and admin.asked_configs == 2

@@ -71,7 +71,9 @@ class LaggingMetadataAdmin:
         self.lag = max(0, self.lag - 1)
         return _metadata(self.topics, self.brokers)
 
-    def create_topics(self, new: list[Any], operation_timeout: float) -> dict[str, Future[object]]:
+    def create_topics(
+        self, new: list[Any], operation_timeout: float, **_: object
+    ) -> dict[str, Future[object]]:
         for t in new:
             self.pending[t.topic] = t.num_partitions
         self.created += new
@@ -87,7 +89,7 @@ class LaggingMetadataAdmin:
             for name in topics.topic_names
         }
 
-    def describe_configs(self, resources: list[Any]) -> dict[Any, Future[object]]:
+    def describe_configs(self, resources: list[Any], **_: object) -> dict[Any, Future[object]]:
         policy = SimpleNamespace(value="compact")
         return {r: _done({"cleanup.policy": policy}) for r in resources}
 
