@@ -11,7 +11,7 @@ owner wrote.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from consumer.codecs import changelog as changelog_codec
 from consumer.engine.state_table import StateTable
@@ -19,16 +19,15 @@ from consumer.metrics import Metrics
 from consumer.sink import Sink
 
 Positions = dict[int, int]  # input partition -> next offset to read
+# Every state table with the model version its states belong to, in the order to write them.
+Tables = Callable[[], Sequence[tuple[StateTable, str]]]
 
 
 class ChangelogWriter:
-    def __init__(
-        self, *, sink: Sink, table: StateTable, topic: str, model_version: str, metrics: Metrics
-    ) -> None:
+    def __init__(self, *, sink: Sink, tables: Tables, topic: str, metrics: Metrics) -> None:
         self.sink = sink
-        self.table = table
+        self.tables = tables
         self.topic = topic
-        self.model_version = model_version
         self.metrics = metrics
         self._tombstones: dict[str, int] = {}  # key -> changelog partition
 
@@ -47,25 +46,26 @@ class ChangelogWriter:
 
     def write(self, owned: Collection[int]) -> None:
         """Hand the changed keys' records and the pending tombstones to the sink."""
-        table = self.table
+        tables = self.tables()
         written = 0
-        for key in table.take_dirty():
-            slot = table.slot_of(key)
-            ended = table.ended.get(key)
-            if slot is not None:
-                value = changelog_codec.encode_state(table, key, self.model_version)
-                partition = int(table.partition[slot])
-            elif ended is not None:
-                value = changelog_codec.encode_ended(ended, self.model_version)
-                partition = ended.partition
-            else:
-                continue  # dropped with its partition: the new owner writes it
-            if partition not in owned:
-                continue
-            self.sink.send(self.topic, value, key.encode(), partition)
-            written += 1
+        for table, model_version in tables:
+            for key in table.take_dirty():
+                slot = table.slot_of(key)
+                ended = table.ended.get(key)
+                if slot is not None:
+                    value = changelog_codec.encode_state(table, key, model_version)
+                    partition = int(table.partition[slot])
+                elif ended is not None:
+                    value = changelog_codec.encode_ended(ended, model_version)
+                    partition = ended.partition
+                else:
+                    continue  # dropped with its partition: the new owner writes it
+                if partition not in owned:
+                    continue
+                self.sink.send(self.topic, value, key.encode(), partition)
+                written += 1
         for key, partition in self._tombstones.items():
-            if partition in owned and key not in table and key not in table.ended:
+            if partition in owned and not any(key in t or key in t.ended for t, _ in tables):
                 self.sink.send(self.topic, None, key.encode(), partition)
                 written += 1
         self._tombstones.clear()
@@ -74,9 +74,10 @@ class ChangelogWriter:
     def committed(self, positions: Positions) -> None:
         """The input is committed up to `positions`: sequences ended before them get tombstones
         at the next checkpoint."""
-        ended = self.table.ended
-        for key, e in list(ended.items()):
-            position = positions.get(e.partition)
-            if position is not None and e.offset < position:
-                del ended[key]
-                self._tombstones[key] = e.partition
+        for table, _ in self.tables():
+            ended = table.ended
+            for key, e in list(ended.items()):
+                position = positions.get(e.partition)
+                if position is not None and e.offset < position:
+                    del ended[key]
+                    self._tombstones[key] = e.partition

@@ -28,6 +28,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from consumer.model.step import BACKENDS, BackendName
+from consumer.model.store import CHANGE_POLICIES, ChangePolicy
 
 Guarantee = Literal["at-least-once", "exactly-once"]
 GUARANTEES: tuple[Guarantee, ...] = ("at-least-once", "exactly-once")
@@ -84,7 +85,13 @@ class ConfigError(ValueError):
 # One line of help per setting, in --help order. The flag is --<name-with-dashes> and the
 # variable <NAME> unless _FLAGS/_ENVS say otherwise.
 _HELP: dict[str, str] = {
-    "model_path": "Keras model file (required)",
+    "model_path": "Keras model file, or a model store directory with a `current` pointer "
+    "(required)",
+    "on_model_change": "when --model's current version changes: "
+    + "|".join(CHANGE_POLICIES)
+    + " (drain: running sequences finish on their version)",
+    "model_poll_s": "how often to look for a changed model (SIGHUP looks at once); 0: only on "
+    "SIGHUP",
     "bootstrap_servers": "comma-separated host:port list",
     "input_topic": "topic of samples",
     "output_topic": "topic of probabilities",
@@ -153,6 +160,8 @@ class Settings:
     dlq_topic: str = "samples.dlq"
     group_id: str = "lstm-scorer"
     backend: BackendName = "numpy"
+    on_model_change: ChangePolicy = "drain"
+    model_poll_s: float = 10.0
     guarantee: Guarantee = "at-least-once"
     max_batch: int = 1024
     max_wait_ms: int = 20
@@ -249,6 +258,7 @@ def _validate(s: Settings) -> None:
     _check_range(s, "commit_interval_ms", 0, 600_000)
     _check_range(s, "idle_timeout_s", 0, 30 * 86_400)
     _check_range(s, "max_steps", 0, 1_000_000_000)
+    _check_range(s, "model_poll_s", 0, 86_400)
     _check_range(s, "max_value_bytes", 16, 16 * 1024 * 1024)
     _check_range(s, "metrics_port", 0, 65_535)
     _check_range(s, "health_stale_s", 0.001, 86_400)
@@ -323,6 +333,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "backend": BACKENDS,
+    "on_model_change": CHANGE_POLICIES,
     "guarantee": GUARANTEES,
     "log_format": LOG_FORMATS,
     "log_level": LOG_LEVELS,

@@ -24,6 +24,7 @@ from consumer.codecs.inputs import DLQ_REASONS, DlqReason
 from consumer.config import Guarantee
 from consumer.engine.results import EndReason
 from consumer.model.step import BackendName
+from consumer.rollout_metrics import RolloutMetrics
 
 NAMESPACE = "lstm_scorer"
 DISTRIBUTION = "lstm-stream-scorer"
@@ -175,9 +176,10 @@ class Metrics:
             "restore_seconds", "Time to restore state of assigned partitions.", RESTORE_BUCKETS
         )
         self.restored_records = counter("restored_records", "Changelog records read in restores.")
-        # Restored states made by another model version are dropped, never reused.
+        # Restored states of a version the worker does not serve: ended with a final record.
         self.states_discarded = counter(
-            "restored_states_discarded", "Restored states discarded for a model version mismatch."
+            "restored_states_discarded",
+            "Restored states of a model version not served (ended with a final record).",
         )
         # The newest changelog record of these keys could not be read: they started afresh.
         self.states_corrupt = counter(
@@ -209,6 +211,7 @@ class Metrics:
             namespace=ns,
             registry=registry,
         )
+        self.rollout = RolloutMetrics(registry, ns)
         # For health: a stuck loop stops moving this.
         self.last_poll = gauge(
             "last_poll_timestamp_seconds", "Unix time of the last poll of the consumer."

@@ -3,9 +3,11 @@
 Changelog partition p holds the keys of input partition p. Restoring reads it from the beginning
 up to its end as of the start of the restore (the high watermark, or the last stable offset for a
 read_committed reader); the newest record of a key wins, a tombstone forgets it, a record written
-under another model version is discarded and counted. A corrupt record forgets the key too: the
-newest record is the truth, and an older state must not stand in for it. The key starts fresh,
-and the record is reported (key, partition, offset, reason) unless a newer one of the key follows.
+under another model version goes where the target puts it (`ModelVersions`: that version's
+table, or a final record when the worker cannot serve it) and is counted. A corrupt record
+forgets the key too: the newest record is the truth, and an older state must not stand in for
+it. The key starts fresh, and the record is reported (key, partition, offset, reason) unless a
+newer one of the key follows.
 
 A `Restorer` works in slices (`step`), so that the poll loop can keep polling between them: a
 restore may take longer than the consumer's poll interval or a transaction's timeout.
@@ -16,15 +18,43 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Protocol, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from consumer.codecs import changelog as changelog_codec
+from consumer.codecs.changelog import ChangelogOutcome
 from consumer.engine.state_table import StateTable
 from consumer.memory import release_free_memory
+
+
+class RestoreTarget(Protocol):
+    """Where restored records go: the state tables of the versions a worker serves."""
+
+    def apply_changelog(
+        self, keys: Sequence[str], parts: Sequence[int], values: Sequence[bytes | None]
+    ) -> list[ChangelogOutcome]: ...
+
+    def corrupt_reason(self, value: bytes) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TableTarget:
+    """One state table of one model version: other versions' states are discarded."""
+
+    table: StateTable
+    model_version: str
+
+    def apply_changelog(
+        self, keys: Sequence[str], parts: Sequence[int], values: Sequence[bytes | None]
+    ) -> list[ChangelogOutcome]:
+        return changelog_codec.apply_records(self.table, keys, parts, values, self.model_version)
+
+    def corrupt_reason(self, value: bytes) -> str:
+        return changelog_codec.corrupt_reason(self.table, value)
+
 
 _BATCH = 10_000
 _RETRY_S = 0.2
@@ -94,14 +124,12 @@ class Restorer:
         reader: Consumer,
         topic: str,
         *,
-        table: StateTable,
-        model_version: str,
+        target: RestoreTarget,
         timeout_s: float = 300.0,
     ) -> None:
         self.reader = reader
         self.topic = topic
-        self.table = table
-        self.model_version = model_version
+        self.target = target
         self._refreshed_at = 0.0
         self.timeout_s = timeout_s  # the longest a partition may go without any progress
         self._ends: dict[int, int] = {}  # partition -> end offset (exclusive)
@@ -266,9 +294,7 @@ class Restorer:
         session: _Session,
     ) -> None:
         """Changelog records into the table, in order; a key's newest record is the truth."""
-        outcomes = changelog_codec.apply_records(
-            self.table, keys, parts, values, self.model_version
-        )
+        outcomes = self.target.apply_changelog(keys, parts, values)
         session.outcomes.update(outcomes)
         if not session.corrupt and "corrupt" not in outcomes:
             return
@@ -276,9 +302,7 @@ class Restorer:
         for key, i in newest.items():
             value = values[i]
             if outcomes[i] == "corrupt":
-                reason = (
-                    changelog_codec.corrupt_reason(self.table, value) if value else "empty value"
-                )
+                reason = self.target.corrupt_reason(value) if value else "empty value"
                 session.corrupt[key] = CorruptRecord(key, parts[i], offsets[i], reason)
             else:
                 session.corrupt.pop(key, None)  # a newer record of the key is the truth
@@ -311,8 +335,8 @@ def restore_partitions(
     progress: Callable[[], None] = lambda: None,
 ) -> RestoreStats:
     """Restore to the end at once; `progress` is called after every slice."""
-    restorer = Restorer(reader, topic, table=table, model_version=model_version,
-                        timeout_s=timeout_s)  # fmt: skip
+    target = TableTarget(table, model_version)
+    restorer = Restorer(reader, topic, target=target, timeout_s=timeout_s)
     restorer.add(partitions)
     while True:
         _, stats = restorer.step(0.5)

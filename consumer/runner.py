@@ -31,13 +31,14 @@ from consumer.codecs.inputs import InputRecord, Rejection, decode_input, dlq_hea
 from consumer.codecs.outputs import encode_outputs
 from consumer.config import Settings
 from consumer.engine.results import BatchResult
-from consumer.engine.scoring import Engine
-from consumer.engine.state_table import StateTable
+from consumer.engine.versions import ModelVersions
 from consumer.http_endpoints import Health
 from consumer.kafka_clients import KafkaClients
 from consumer.logging_setup import log_event
 from consumer.metrics import Metrics, RebalanceKind
 from consumer.model.step import StepFunction
+from consumer.model.store import ModelStore
+from consumer.model_reload import ModelReloader
 from consumer.restore import Restorer, RestoreStats
 from consumer.sink import Sink
 
@@ -77,21 +78,28 @@ class Runner:
         metrics: Metrics,
         health: Health,
         clients: KafkaClients | None = None,
+        *,
+        store: ModelStore | None = None,
     ) -> None:
         self.settings = settings
         self.clients = clients or KafkaClients(settings)
         self.step_fn = step_fn
         self.metrics = metrics
         self.health = health
-        self.table = StateTable(step_fn.state_sizes, step_fn.n_outputs)
-        self.engine = Engine(step_fn, self.table, max_steps=settings.max_steps)
+        self.store = store or ModelStore(settings.model_path, settings.backend)
+        self.models = ModelVersions(
+            step_fn,
+            max_steps=settings.max_steps,
+            policy=settings.on_model_change,
+            load_version=self._load_version,
+        )
+        self.reloader = ModelReloader(self.store, metrics.rollout, poll_s=settings.model_poll_s)
         self.transactional = settings.guarantee == "exactly-once"
         self.sink = Sink()
         self.changelog = ChangelogWriter(
             sink=self.sink,
-            table=self.table,
+            tables=lambda: [(e.table, e.step_fn.version) for e in self.models.engines()],
             topic=settings.changelog_topic,
-            model_version=step_fn.version,
             metrics=metrics,
         )
         self.checkpointer = Checkpointer(
@@ -105,9 +113,7 @@ class Runner:
         )
         self.consumer = self.clients.group_consumer(self._on_consumer_error)
         self.reader = self.clients.changelog_reader()
-        self.restorer = Restorer(
-            self.reader, settings.changelog_topic, table=self.table, model_version=step_fn.version
-        )
+        self.restorer = Restorer(self.reader, settings.changelog_topic, target=self.models)
         self.positions: Positions = {}
         # Where a partition paused for a restore reads on when resumed, if not where it stopped:
         # a resume may go back to the last position consumed, undoing a seek made while paused.
@@ -122,6 +128,10 @@ class Runner:
         strategy = settings.consumer_properties().get("partition.assignment.strategy", "")
         self._cooperative = strategy in ("", "cooperative-sticky")  # kafka_clients' default
         self.checkpointer.start_producer()
+
+    def reload_model(self) -> None:
+        """Look for a new model version at the next housekeeping (SIGHUP)."""
+        self.reloader.request()
 
     def stop(self) -> None:
         """Ask the loop to finish its batch, commit, leave the group and return."""
@@ -197,7 +207,7 @@ class Runner:
             with contextlib.suppress(KafkaException):
                 self.sink.producer.flush(10)
 
-    def _transacting(self, work: Callable[..., None], *args: list[Message]) -> None:
+    def _transacting(self, work: Callable[..., None], *args: object) -> None:
         """Run work that produces. Exactly-once, a produce can fail because the open transaction
         failed underneath (say the broker lost the producer's sequence numbers in a restart):
         that is a failed commit, handled as one (abort, then back to the last commit)."""
@@ -248,14 +258,21 @@ class Runner:
                 self._dead_letter(msg, item)
             read[partition] = offset + 1
         # Record times (Kafka timestamps) judge idleness, not the time the worker reads them.
-        result = self.engine.process(records, np.asarray(stamps, np.float64) / 1000)
-        self._emit(result)
-        if result.rejected:  # valid records the engine refused: a key on two partitions
-            by_position = {(m.partition(), m.offset()): m for m in msgs}
-            for r in result.rejected:
-                self._dead_letter(by_position[r.record.partition, r.record.offset], r.rejection)
+        results = self.models.process(records, np.asarray(stamps, np.float64) / 1000)
+        samples = waves = 0
+        step_seconds = 0.0
+        for version, result in results:
+            self._emit(result, version)
+            samples += result.samples
+            waves += result.waves
+            step_seconds += result.step_seconds
+            if result.rejected:  # valid records the engine refused: a key on two partitions
+                by_position = {(m.partition(), m.offset()): m for m in msgs}
+                for r in result.rejected:
+                    msg = by_position[r.record.partition, r.record.offset]
+                    self._dead_letter(msg, r.rejection)
         self.positions.update(read)
-        self.metrics.observe_batch(len(msgs), result.samples, result.waves, result.step_seconds)
+        self.metrics.observe_batch(len(msgs), samples, waves, step_seconds)
         if stamps:
             now_ms = time.time() * 1000
             self.metrics.observe_latencies((now_ms - np.asarray(stamps, np.float64)) / 1000)
@@ -270,13 +287,14 @@ class Runner:
         self.sink.send(s.dlq_topic, msg.value(), msg.key(), headers=headers)
         self.metrics.count_dlq(rejection.reason)
 
-    def _emit(self, result: BatchResult) -> None:
+    def _emit(self, result: BatchResult, version: str) -> None:
         out = result.outputs
         topic = self.settings.output_topic
-        for key, value in zip(out.keys, encode_outputs(out, self.step_fn.version), strict=True):
+        for key, value in zip(out.keys, encode_outputs(out, version), strict=True):
             self.sink.send(topic, value, key.encode())
         if len(out):
             self.metrics.observe_outputs(out.values)
+            self.metrics.rollout.count_outputs(version, len(out))
         self.metrics.count_sequences_started(result.started)
         for reason, n in result.ended.items():
             self.metrics.count_sequences_ended(reason, n)
@@ -292,15 +310,54 @@ class Runner:
         # the backlog (after a downtime, say).
         if idle > 0 and not self.restorer.pending:
             caught_up = [p for (_, p), lag in lags.items() if lag == 0]
-            result = self.engine.evict_idle(idle, caught_up=caught_up, now=time.time())
-            if len(result.outputs):
-                self.checkpointer.begin()
-                self._uncommitted = True
-                self._emit(result)
-                log_event(log, "idle_evicted", sequences=len(result.outputs))
-        self.metrics.set_state_table(len(self.table), self.table.nbytes())
+            results = self.models.evict_idle(idle, caught_up=caught_up, now=time.time())
+            if evicted := self._emit_finals(results):
+                log_event(log, "idle_evicted", sequences=evicted)
+        if (candidate := self.reloader.candidate(self.models.current.step_fn)) is not None:
+            self._switch_model(candidate)
+        for version in self.models.retire_drained():
+            log_event(log, "model_drained", model_version=version)
+        now = time.monotonic()
+        self.metrics.rollout.set_versions(
+            self.models.sequences(),
+            {v: now - t for v, t in self.models.draining_since.items()},
+        )
+        self.metrics.set_state_table(len(self.models), self.models.nbytes())
         self.metrics.set_producer_queue(self.sink.queued())
         self.metrics.set_lag(lags)
+
+    def _emit_finals(self, results: list[tuple[str, BatchResult]]) -> int:
+        """Final records made outside a batch (eviction, a rollout, a restore): emitted in the
+        open transaction. Returns how many."""
+        emitted = 0
+        for version, result in results:
+            if len(result.outputs) or result.ended:
+                self.checkpointer.begin()
+                self._uncommitted = True
+                self._emit(result, version)
+                emitted += len(result.outputs)
+        return emitted
+
+    def _switch_model(self, step_fn: StepFunction) -> None:
+        old = self.models.version
+        finals = self.models.switch(step_fn)
+        ended = self._emit_finals(finals)
+        s = self.settings
+        self.metrics.set_build_info(step_fn.version, s.backend, s.guarantee)
+        log_event(log, "model_switched", model_version=step_fn.version, previous=old,
+                  policy=s.on_model_change, sequences_ended=ended,
+                  draining=self.models.sequences())  # fmt: skip
+
+    def _load_version(self, version: str) -> StepFunction | None:
+        """A version a restored sequence started on, from the model store."""
+        step_fn = self.store.load_version(version)
+        if step_fn is None:
+            log_event(log, "model_version_unavailable", level=logging.WARNING,
+                      model_version=version, store=str(self.store.path),
+                      outcome="its restored sequences end: reason model_unavailable")  # fmt: skip
+        else:
+            log_event(log, "model_version_loaded", model_version=version)
+        return step_fn
 
     def _lag(self) -> dict[tuple[str, int], int]:
         """Lag of each assigned partition whose watermark and position are known."""
@@ -340,8 +397,8 @@ class Runner:
         """Back to the last commit: drop state, restore it, and read again from the offsets."""
         parts = sorted(self.assigned)
         self.restorer.abandon(parts)
-        self.table.drop_partitions(parts)
-        self.table.take_dirty()
+        self.models.drop_partitions(parts)
+        self.models.take_dirty()
         self.changelog.forget_pending()
         for p in parts:
             self.positions.pop(p, None)
@@ -460,7 +517,7 @@ class Runner:
         self._publish_assignment("lost")
 
     def _drop(self, parts: list[int]) -> None:
-        dropped = self.table.drop_partitions(parts)
+        dropped = self.models.drop_partitions(parts)
         self.changelog.drop_partitions(parts)
         for p in parts:
             self.positions.pop(p, None)
@@ -496,8 +553,16 @@ class Runner:
                     self.consumer.seek(TopicPartition(topic, p, self._resume_at.pop(p)))
             self.health.restore_finished((topic, p) for p in finished)
         self.metrics.set_restoring(len(self.restorer.pending))
+        if finals := self.models.take_finals():
+            self._transacting(self._emit_restore_finals, finals)
         if stats is not None:
             self._restored(stats)
+
+    def _emit_restore_finals(self, finals: list[tuple[str, BatchResult]]) -> None:
+        ended = self._emit_finals(finals)
+        log_event(log, "restored_sequences_ended", sequences=ended,
+                  policy=self.models.policy,
+                  versions=sorted({v for v, _ in finals}))  # fmt: skip
 
     def _restored(self, stats: RestoreStats) -> None:
         self.metrics.observe_restore(stats.seconds, stats.records, stats.discarded)
@@ -513,7 +578,7 @@ class Runner:
             partitions=list(stats.partitions),
             records=stats.records,
             seconds=round(stats.seconds, 3),
-            active_sequences=len(self.table),
+            active_sequences=len(self.models),
             outcomes=dict(stats.outcomes),
             corrupt_keys=len(stats.corrupt),
         )

@@ -64,6 +64,17 @@ def encode_ended(ended: EndedKey, model_version: str) -> bytes:
     return _header(model_version, _ENDED) + body
 
 
+def record_version(value: bytes) -> str:
+    """The model version a record was written under (CorruptSnapshotError if unreadable)."""
+    try:
+        magic, _flags, vlen = _HEAD.unpack_from(value, 0)
+        if magic != _MAGIC:
+            raise CorruptSnapshotError("not a state record (bad magic)")
+        return value[_HEAD.size : _HEAD.size + vlen].decode("ascii")
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise CorruptSnapshotError(f"truncated or malformed state record: {exc}") from exc
+
+
 def decode(value: bytes) -> Snapshot:
     try:
         magic, flags, vlen = _HEAD.unpack_from(value, 0)
@@ -200,10 +211,11 @@ def _classify(table: StateTable, value: bytes, model_version: str) -> RestoreOut
 
 
 def _outcome(table: StateTable, snap: Snapshot, model_version: str) -> RestoreOutcome:
-    if snap.model_version != model_version:
-        return "version_mismatch"
+    # An end guards against replays whatever version the sequence ran on.
     if snap.ended:
         return "ended"
+    if snap.model_version != model_version:
+        return "version_mismatch"
     if _wrong_shape(table, snap):
         return "corrupt"
     return "restored"

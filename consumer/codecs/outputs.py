@@ -24,7 +24,9 @@ import orjson
 if TYPE_CHECKING:
     from consumer.engine.results import Outputs
 
-FinalReason = Literal["end", "max_steps", "idle_timeout"]
+# model_changed: ended by a rollout under `--on-model-change restart`; model_unavailable: restored
+# under a model version the worker cannot load any more.
+FinalReason = Literal["end", "max_steps", "idle_timeout", "model_changed", "model_unavailable"]
 FINAL_REASONS: tuple[FinalReason, ...] = get_args(FinalReason)
 _REQUIRED = frozenset(
     ("sequence_id", "step", "final", "reason", "model_version", "partition", "offset", "ts")

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
@@ -19,7 +20,11 @@ from consumer.http_endpoints import Health, HttpEndpoints
 from consumer.kafka_clients import StartupError, prepare_topics
 from consumer.logging_setup import configure_logging, log_event
 from consumer.metrics import Metrics
-from consumer.model import ModelError, load_step_function
+from consumer.model import ModelError
+from consumer.model.store import ModelStore
+
+if TYPE_CHECKING:
+    from consumer.runner import Runner
 
 log = logging.getLogger("consumer")
 
@@ -39,7 +44,8 @@ def main(argv: list[str]) -> int:
     configure_logging(settings.log_format, settings.log_level)
     log_event(log, "starting", settings=settings.redacted())
     try:
-        step_fn = load_step_function(settings.model_path, settings.backend)
+        store = ModelStore(settings.model_path, settings.backend)
+        step_fn = store.load_current()
     except ModelError as exc:
         log_event(log, "model_refused", level=logging.ERROR, error=str(exc))
         return 2
@@ -86,14 +92,9 @@ def main(argv: list[str]) -> int:
         return 3
     from consumer.runner import Runner  # noqa: PLC0415  (after the cheap checks)
 
-    runner = Runner(settings, step_fn, metrics, health)
+    runner = Runner(settings, step_fn, metrics, health, store=store)
 
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        log_event(log, "stopping", signal=signal.Signals(signum).name)
-        runner.stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    _handle_signals(runner)
     products = getattr(step_fn, "matmul_kinds", None)
     _warn_of_slow_products(products)
     log_event(
@@ -120,6 +121,22 @@ def main(argv: list[str]) -> int:
         if endpoints is not None:
             endpoints.stop()
     return 0
+
+
+def _handle_signals(runner: Runner) -> None:
+    """SIGTERM and SIGINT stop the worker cleanly; SIGHUP looks for a new model version."""
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        log_event(log, "stopping", signal=signal.Signals(signum).name)
+        runner.stop()
+
+    def reload(_signum: int, _frame: FrameType | None) -> None:
+        log_event(log, "model_reload_requested", signal="SIGHUP")
+        runner.reload_model()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
 
 
 def _warn_of_slow_products(products: dict[str, int] | None) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from consumer.codecs.inputs import InputRecord, wrong_partition
+from consumer.codecs.outputs import FinalReason
 from consumer.engine.fast_path import process_single_wave
 from consumer.engine.results import BatchResult, EndReason, Outputs, Rejected, merged
 from consumer.engine.state_table import StateTable, replayed
@@ -92,7 +93,7 @@ class Engine:
         """Apply a micro-batch. `times` are the records' times (their Kafka timestamps, seconds):
         a key's last-seen time becomes that of its newest applied record, and each partition's
         stream time that of its newest record."""
-        seen = _record_times(times, len(records))
+        seen = record_times(times, len(records))
         parts = np.array([r.partition for r in records], np.int64)
         self.table.advance_stream_time(parts, seen)
         if self.max_steps:  # a sample may end its sequence: every record takes the general path
@@ -261,6 +262,16 @@ class Engine:
         table = self.table
         clock = table.stream_time
         slots = table.idle_slots({p: max(now, clock.get(p, now)) - timeout_s for p in caught_up})
+        return self.end_slots(slots, "idle_timeout")
+
+    def end_all(self, reason: FinalReason) -> BatchResult:
+        """End every live sequence with a final output each (a model rollout's `restart`)."""
+        table = self.table
+        return self.end_slots(np.flatnonzero(table.in_use).astype(np.intp), reason)
+
+    def end_slots(self, slots: npt.NDArray[np.intp], reason: FinalReason) -> BatchResult:
+        """End these slots' sequences, each with a final output repeating its last one."""
+        table = self.table
         out = Outputs(
             steps=table.steps[slots].tolist(),
             values=table.last_output[slots].copy(),
@@ -272,11 +283,9 @@ class Engine:
             assert key is not None
             out.keys.append(key)
             table.end(key, offset)
-        out.reasons = ["idle_timeout"] * len(out.keys)
+        out.reasons = [reason] * len(out.keys)
         out.ts = [None] * len(out.keys)
-        ended: Counter[EndReason] = Counter(
-            {"idle_timeout": len(out.keys)} if len(out.keys) else {}
-        )
+        ended: Counter[EndReason] = Counter({reason: len(out.keys)} if len(out.keys) else {})
         return BatchResult(out, 0, 0, 0, 0, ended, 0.0)
 
     def _run_waves(
@@ -323,7 +332,7 @@ class Engine:
         self.table.scatter_states(slots, states)
 
 
-def _record_times(times: Times, n: int) -> npt.NDArray[np.float64]:
+def record_times(times: Times, n: int) -> npt.NDArray[np.float64]:
     if isinstance(times, int | float):
         return np.full(n, float(times))
     seen = np.asarray(times, np.float64)

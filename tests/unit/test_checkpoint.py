@@ -27,7 +27,7 @@ class Made:
         self.table = StateTable((3, 1), 2)
         metrics = Metrics(CollectorRegistry())
         writer = ChangelogWriter(
-            sink=self.sink, table=self.table, topic=CHANGELOG, model_version="v", metrics=metrics
+            sink=self.sink, tables=lambda: [(self.table, "v")], topic=CHANGELOG, metrics=metrics
         )
         self.checkpointer = Checkpointer(
             sink=self.sink,

@@ -50,6 +50,10 @@ EXPECTED = {
     "lstm_scorer_consumer_lag_records",
     "lstm_scorer_producer_queue_records",
     "lstm_scorer_build_info",
+    "lstm_scorer_model_reloads",
+    "lstm_scorer_model_sequences",
+    "lstm_scorer_model_outputs",
+    "lstm_scorer_model_draining_seconds",
     "lstm_scorer_last_poll_timestamp_seconds",
     "lstm_scorer_start_time_seconds",
 }
@@ -97,6 +101,9 @@ def exercise(m: Metrics) -> None:
     m.set_lag({("samples", 0): 5})
     m.set_producer_queue(7)
     m.mark_polled()
+    m.rollout.count_reload("loaded")
+    m.rollout.count_outputs("3f2a9c1e", 2)
+    m.rollout.set_versions({"3f2a9c1e": 2, "0b1d2e3f": 1}, {"0b1d2e3f": 12.5})
 
 
 def test_every_metric_follows_the_conventions(
@@ -286,3 +293,15 @@ def test_restore_in_progress_counts_partitions_until_the_restore_ends(
         assert value(registry, gauge) == 2
         raise TimeoutError("changelog not read in time")
     assert value(registry, gauge) == 0
+
+
+def test_versions_no_longer_held_lose_their_series(registry: CollectorRegistry) -> None:
+    rollout = Metrics(registry).rollout
+    rollout.count_outputs("old", 3)
+    rollout.set_versions({"new": 5, "old": 2}, {"old": 30.0})
+    assert value(registry, "lstm_scorer_model_draining_seconds", model_version="old") == 30.0
+    assert value(registry, "lstm_scorer_model_sequences", model_version="old") == 2
+    rollout.set_versions({"new": 7}, {})
+    assert value(registry, "lstm_scorer_model_sequences", model_version="new") == 7
+    for name in ("model_sequences", "model_outputs_total", "model_draining_seconds"):
+        assert value(registry, f"lstm_scorer_{name}", model_version="old") is None

@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from consumer import restore
 from consumer.codecs import changelog as changelog_codec
 from consumer.engine.state_table import StateTable
-from consumer.restore import CorruptRecord, Restorer, restore_partitions
+from consumer.restore import CorruptRecord, Restorer, TableTarget, restore_partitions
 from tests.unit.kafka_fakes import CHANGELOG, FakeMessage, FakeReader
 
 VERSION = "v1"
@@ -64,7 +64,7 @@ def test_a_restore_goes_in_slices_and_partitions_finish_one_by_one() -> None:
     reader = FakeReader({0: [_state(f"k{i}", 1, i) for i in range(5)], 1: [_state("z", 1, 0)]})
     reader.per_consume = 2
     table = StateTable((3, 1), 2)
-    restorer = Restorer(cast(Consumer, reader), CHANGELOG, table=table, model_version=VERSION)
+    restorer = Restorer(cast(Consumer, reader), CHANGELOG, target=TableTarget(table, VERSION))
     restorer.add([0, 1, 2])  # 2 has an empty changelog
     finished, stats = restorer.step(0.0)  # the smallest slice: one read
     assert (finished, stats) == ([2], None) and len(table) == 2
@@ -82,8 +82,8 @@ def test_a_restore_goes_in_slices_and_partitions_finish_one_by_one() -> None:
 def test_an_abandoned_partition_stops_being_read() -> None:
     reader = FakeReader({0: [_state(f"k{i}", 1, i) for i in range(5)], 1: [_state("z", 1, 0)]})
     reader.per_consume = 1
-    restorer = Restorer(cast(Consumer, reader), CHANGELOG, table=StateTable((3, 1), 2),
-                        model_version=VERSION)  # fmt: skip
+    target = TableTarget(StateTable((3, 1), 2), VERSION)
+    restorer = Restorer(cast(Consumer, reader), CHANGELOG, target=target)
     restorer.add([0, 1])
     restorer.abandon([0])
     assert set(reader.assigned) == {1}

@@ -58,10 +58,13 @@ def test_a_bad_setting_exits_2_naming_the_flag(capsys: pytest.CaptureFixture[str
 
 
 class _FailingRunner:
-    def __init__(self, *args: object) -> None:
+    def __init__(self, *args: object, **kwargs: object) -> None:
         pass
 
     def stop(self) -> None:
+        pass
+
+    def reload_model(self) -> None:
         pass
 
     def run(self) -> None:
@@ -76,7 +79,7 @@ def test_a_failure_while_running_exits_1_with_a_log_line(
     from consumer.kafka_clients import Topology  # noqa: PLC0415
     from tests.prefix_sum_step import PrefixSumStep  # noqa: PLC0415
 
-    monkeypatch.setattr(run, "load_step_function", lambda path, backend: PrefixSumStep())
+    monkeypatch.setattr(run.ModelStore, "load_current", lambda self: PrefixSumStep())
     monkeypatch.setattr(run, "prepare_topics", lambda settings: Topology(1))
     monkeypatch.setattr(runner, "Runner", _FailingRunner)
     assert run.main(["--model", "m.keras", "--metrics-port", "0", "--log-format", "json"]) == 1

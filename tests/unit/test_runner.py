@@ -46,7 +46,7 @@ def test_a_batch_that_crashes_commits_nothing(
     f = make_runner(guarantee, commit_interval_ms=0)
     f.consumer.before_consume = _assign_first(0)  # type: ignore[assignment]
     f.consumer.batches = [[], [sample("a", 0, 0)], [sample("b", 0, 1), sample("c", 0, 2)]]
-    process = f.runner.engine.process
+    process = f.runner.models.current.process
     batches: list[int] = []
 
     def failing(records: list[object], now: float) -> BatchResult:
@@ -55,7 +55,7 @@ def test_a_batch_that_crashes_commits_nothing(
             raise RuntimeError("injected")
         return process(records, now)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(f.runner.engine, "process", failing)
+    monkeypatch.setattr(f.runner.models.current, "process", failing)
     with pytest.raises(RuntimeError, match="injected"):
         f.runner.run()
     assert batches == [1, 2]
@@ -220,14 +220,14 @@ def test_a_restore_runs_in_slices_between_polls_with_no_transaction_open(
             seen["ready"] = r.health.readiness().ready
             r.stop()
 
-    process = r.engine.process
+    process = r.models.current.process
     batches: list[tuple[list[int], bool]] = []
 
     def recording(records: list[object], now: float) -> BatchResult:
         batches.append(([rec.partition for rec in records], 1 in r.restorer.pending))  # type: ignore[attr-defined]
         return process(records, now)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(r.engine, "process", recording)
+    monkeypatch.setattr(r.models.current, "process", recording)
     f.consumer.before_consume = rebalance
     f.consumer.batches = [[], [], [], [sample("z", 1, 5)]] + [
         [sample("a", 0, offset)] for offset in range(1, 8)
@@ -251,12 +251,12 @@ def test_a_partition_revoked_mid_restore_is_abandoned(monkeypatch: pytest.Monkey
     f.reader.per_consume = 5
     f.consumer.assign_now(1)
     r._restore_slice()
-    assert len(r.table) == 5 and not r.health.readiness().ready
+    assert len(r.models) == 5 and not r.health.readiness().ready
     f.consumer.revoke_now(1)
-    assert not r.restorer.pending and f.reader.assigned == {} and len(r.table) == 0
+    assert not r.restorer.pending and f.reader.assigned == {} and len(r.models) == 0
     r._restore_slice()  # nothing left to do
     f.assign(1)  # assigned again: restored from the beginning
-    assert len(r.table) == 20 and r.health.readiness().ready
+    assert len(r.models) == 20 and r.health.readiness().ready
 
 
 def test_a_corrupt_newest_state_is_counted_and_logged(
@@ -265,7 +265,7 @@ def test_a_corrupt_newest_state_is_counted_and_logged(
     f = make_runner()
     f.reader.records[0] = [*_changelog_states(0, ["a"], step=3), (b"a", b"LSS1\x00")]
     f.assign(0)
-    assert "a" not in f.runner.table
+    assert "a" not in f.runner.models.current.table
     assert f.runner.metrics.states_corrupt._value.get() == 1
     logged = [rec for rec in caplog.records if rec.getMessage() == "corrupt_state"]
     assert len(logged) == 1
