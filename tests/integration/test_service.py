@@ -174,19 +174,26 @@ def test_an_idle_sequence_is_evicted_with_a_final_record_and_a_tombstone(
     assert w.metric("lstm_scorer_sequences_ended_total") >= 1
 
 
-def test_state_from_another_model_version_is_discarded(service: Deployment, tmp_path: Path) -> None:
+def test_state_of_a_model_version_no_longer_served_ends_with_a_final(
+    service: Deployment, tmp_path: Path
+) -> None:
     first = service.worker()
     produce(service.bootstrap, service.input, [("dev-1", encode_input(features=[1.0, 2.0, 3.0]))])
     assert service.outputs(1)[0].step == 1
     assert first.terminate() == 0  # a clean stop commits the state first
     other = save_user_model(tmp_path / "other.keras", seed=4)
-    second = service.worker(model=other)
+    second = service.worker(model=other)  # a single file: the first version is gone
     second.wait_ready()
     assert second.metric("lstm_scorer_restored_states_discarded_total") == 1
     produce(service.bootstrap, service.input, [("dev-1", encode_input(features=[1.0, 2.0, 3.0]))])
-    outs = service.outputs(2)
-    assert outs[-1].step == 1  # a new sequence: the old state was not reused
-    assert outs[-1].model_version != outs[0].model_version
+    outs = service.outputs(3)
+    assert len(outs) == 3
+    scored, final, fresh = outs
+    # Never silent: the sequence ends with its last output, under the version that made it.
+    assert (final.final, final.reason, final.step) == (True, "model_unavailable", 1)
+    assert final.model_version == scored.model_version
+    assert final.probability == scored.probability
+    assert fresh.step == 1 and fresh.model_version != scored.model_version  # a new sequence
     assert second.terminate() == 0
 
 
