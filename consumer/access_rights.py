@@ -74,12 +74,15 @@ class TopicAccess:
 
 
 def topic_rights_needed(settings: Settings) -> dict[str, tuple[AclOperation, ...]]:
-    return {
+    needed = {
         settings.input_topic: (AclOperation.READ,),
         settings.output_topic: (AclOperation.WRITE,),
         settings.dlq_topic: (AclOperation.WRITE,),
         settings.changelog_topic: (AclOperation.READ, AclOperation.WRITE),
     }
+    if settings.shadow_topic:
+        needed[settings.shadow_topic] = (AclOperation.WRITE,)
+    return needed
 
 
 def describe_topics(admin: AdminClient, names: list[str], timeout: float) -> dict[str, TopicAccess]:
@@ -266,6 +269,7 @@ def acl_bindings(settings: Settings, principal: str) -> list[AclBinding]:
             )
         )
     if settings.create_topics:
-        created = (settings.output_topic, settings.dlq_topic, settings.changelog_topic)
+        created = [settings.output_topic, settings.dlq_topic, settings.changelog_topic]
+        created += [settings.shadow_topic] * bool(settings.shadow_topic)
         bindings += [allow(ResourceType.TOPIC, t, AclOperation.CREATE) for t in created]
     return bindings

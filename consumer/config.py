@@ -90,6 +90,9 @@ _HELP: dict[str, str] = {
     "on_model_change": "when --model's current version changes: "
     + "|".join(CHANGE_POLICIES)
     + " (drain: running sequences finish on their version)",
+    "shadow_model": "a candidate model that also scores every sample, with its own state, "
+    "written to --shadow-topic (evaluation only)",
+    "shadow_topic": "topic of the shadow model's outputs (required with --shadow-model)",
     "model_poll_s": "how often to look for a changed model (SIGHUP looks at once); 0: only on "
     "SIGHUP",
     "bootstrap_servers": "comma-separated host:port list",
@@ -162,6 +165,8 @@ class Settings:
     backend: BackendName = "numpy"
     on_model_change: ChangePolicy = "drain"
     model_poll_s: float = 10.0
+    shadow_model: Path | None = None
+    shadow_topic: str = ""
     guarantee: Guarantee = "at-least-once"
     max_batch: int = 1024
     max_wait_ms: int = 20
@@ -373,7 +378,7 @@ def _bool(name: str, raw: str) -> bool:
 # Any: each field's own type; Settings checks the values.
 def _convert(name: str, text: str) -> Any:
     default = _DEFAULTS[name]
-    if name == "model_path":
+    if name in ("model_path", "shadow_model"):
         return Path(text)
     if name in _CHOICES:
         return _choice(name, text.upper() if name == "log_level" else text, _CHOICES[name])
@@ -409,7 +414,12 @@ def _validate_kafka_names(s: Settings) -> None:
     servers = s.bootstrap_servers.split(",")
     if not all(servers) or any(ch.isspace() for ch in s.bootstrap_servers):
         raise _fail("bootstrap_servers", "must be a comma-separated host:port list", servers)
-    for name in ("input_topic", "output_topic", "dlq_topic"):
+    if (s.shadow_model is None) != (not s.shadow_topic):
+        raise _fail("shadow_topic", "--shadow-model and --shadow-topic go together", s.shadow_topic)
+    topics = ["input_topic", "output_topic", "dlq_topic"] + (
+        ["shadow_topic"] * bool(s.shadow_topic)
+    )
+    for name in topics:
         topic = getattr(s, name)
         if not _TOPIC.fullmatch(topic) or topic in (".", ".."):
             raise _fail(name, "not a valid topic name (1-249 of A-Z a-z 0-9 . _ -)", topic)
@@ -417,7 +427,7 @@ def _validate_kafka_names(s: Settings) -> None:
         problem = "must be usable in a topic name (1-233 of A-Z a-z 0-9 . _ -)"
         raise _fail("group_id", problem, s.group_id)
     seen: dict[str, str] = {}
-    for name in ("input_topic", "output_topic", "dlq_topic", "group_id"):
+    for name in [*topics, "group_id"]:
         topic = s.changelog_topic if name == "group_id" else getattr(s, name)
         if topic in seen:
             raise _fail(name, f"topic {topic!r} is also {_flag(seen[topic])}", topic)

@@ -171,6 +171,8 @@ def prepare_topics(settings: Settings) -> Topology:
             config={"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
         ),
     }
+    if settings.shadow_topic:
+        wanted[settings.shadow_topic] = NewTopic(settings.shadow_topic, n, replicas)
     for topic in wanted.values():
         topic.config = {**(topic.config or {}), "min.insync.replicas": in_sync}
     missing = [t for name, t in wanted.items() if not access[name].exists]

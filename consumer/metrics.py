@@ -24,7 +24,7 @@ from consumer.codecs.inputs import DLQ_REASONS, DlqReason
 from consumer.config import Guarantee
 from consumer.engine.results import EndReason
 from consumer.model.step import BackendName
-from consumer.rollout_metrics import RolloutMetrics
+from consumer.rollout_metrics import RolloutMetrics, ShadowMetrics
 
 NAMESPACE = "lstm_scorer"
 DISTRIBUTION = "lstm-stream-scorer"
@@ -212,6 +212,7 @@ class Metrics:
             registry=registry,
         )
         self.rollout = RolloutMetrics(registry, ns)
+        self.shadow = ShadowMetrics(registry, ns)
         # For health: a stuck loop stops moving this.
         self.last_poll = gauge(
             "last_poll_timestamp_seconds", "Unix time of the last poll of the consumer."

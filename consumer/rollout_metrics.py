@@ -77,3 +77,42 @@ class RolloutMetrics:
 def _remove(metric: Counter | Gauge, version: str) -> None:
     with contextlib.suppress(KeyError):  # no series yet: nothing to remove
         metric.remove(version)
+
+
+class ShadowMetrics:
+    """Shadow scoring: its outputs, and how the live outputs compare with them per version pair
+    (mean absolute difference = abs_difference / compared; agreement = agreeing / compared)."""
+
+    def __init__(self, registry: CollectorRegistry, namespace: str) -> None:
+        pair = ["model_version", "shadow_version"]
+
+        def counter(name: str, doc: str, labels: list[str]) -> Counter:
+            return Counter(name, doc, labels, namespace=namespace, registry=registry)
+
+        self.outputs = counter(
+            "shadow_outputs", "Output records of the shadow model.", ["shadow_version"]
+        )
+        self.compared = counter(
+            "shadow_compared_outputs", "Live outputs compared with the shadow's.", pair
+        )
+        self.abs_difference = counter(
+            "shadow_abs_difference",
+            "Sum of |live - shadow| over compared outputs (first output unit).",
+            pair,
+        )
+        self.agreeing = counter(
+            "shadow_agreeing_outputs",
+            "Compared outputs where live and shadow fall on the same side of 0.5.",
+            pair,
+        )
+
+    def count_outputs(self, shadow_version: str, records: int) -> None:
+        self.outputs.labels(shadow_version=shadow_version).inc(records)
+
+    def observe(
+        self, model_version: str, shadow_version: str, compared: int, diff: float, agreeing: int
+    ) -> None:
+        labels = {"model_version": model_version, "shadow_version": shadow_version}
+        self.compared.labels(**labels).inc(compared)
+        self.abs_difference.labels(**labels).inc(diff)
+        self.agreeing.labels(**labels).inc(agreeing)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import numpy.typing as npt
 from confluent_kafka import (
     TIMESTAMP_NOT_AVAILABLE,
     Consumer,
@@ -31,7 +32,7 @@ from consumer.codecs.inputs import InputRecord, Rejection, decode_input, dlq_hea
 from consumer.codecs.outputs import encode_outputs
 from consumer.config import Settings
 from consumer.engine.results import BatchResult
-from consumer.engine.versions import ModelVersions
+from consumer.engine.versions import ModelVersions, Results
 from consumer.http_endpoints import Health
 from consumer.kafka_clients import KafkaClients
 from consumer.logging_setup import log_event
@@ -40,6 +41,7 @@ from consumer.model.step import StepFunction
 from consumer.model.store import ModelStore
 from consumer.model_reload import ModelReloader
 from consumer.restore import Restorer, RestoreStats
+from consumer.shadow import ShadowScoring
 from consumer.sink import Sink
 
 log = logging.getLogger("consumer.runner")
@@ -80,6 +82,7 @@ class Runner:
         clients: KafkaClients | None = None,
         *,
         store: ModelStore | None = None,
+        shadow: ShadowScoring | None = None,
     ) -> None:
         self.settings = settings
         self.clients = clients or KafkaClients(settings)
@@ -93,6 +96,7 @@ class Runner:
             policy=settings.on_model_change,
             load_version=self._load_version,
         )
+        self.shadow = shadow
         self.reloader = ModelReloader(self.store, metrics.rollout, poll_s=settings.model_poll_s)
         self.transactional = settings.guarantee == "exactly-once"
         self.sink = Sink()
@@ -258,7 +262,8 @@ class Runner:
                 self._dead_letter(msg, item)
             read[partition] = offset + 1
         # Record times (Kafka timestamps) judge idleness, not the time the worker reads them.
-        results = self.models.process(records, np.asarray(stamps, np.float64) / 1000)
+        times = np.asarray(stamps, np.float64) / 1000
+        results = self.models.process(records, times)
         samples = waves = 0
         step_seconds = 0.0
         for version, result in results:
@@ -271,11 +276,35 @@ class Runner:
                 for r in result.rejected:
                     msg = by_position[r.record.partition, r.record.offset]
                     self._dead_letter(msg, r.rejection)
+        if self.shadow is not None:
+            self._shadow_score(records, times, results)
         self.positions.update(read)
         self.metrics.observe_batch(len(msgs), samples, waves, step_seconds)
         if stamps:
             now_ms = time.time() * 1000
             self.metrics.observe_latencies((now_ms - np.asarray(stamps, np.float64)) / 1000)
+
+    def _shadow_score(
+        self, records: list[InputRecord], times: npt.NDArray[np.float64], live: Results
+    ) -> None:
+        assert self.shadow is not None
+        shadow = self.shadow.process(records, times)
+        self._emit_shadow(shadow)
+        for version, agreed in self.shadow.compare(live, shadow).items():
+            self.metrics.shadow.observe(version, self.shadow.version, agreed.compared,
+                                        agreed.abs_difference, agreed.agreeing)  # fmt: skip
+
+    def _emit_shadow(self, result: BatchResult) -> None:
+        assert self.shadow is not None
+        out = result.outputs
+        if not len(out):
+            return
+        self.checkpointer.begin()
+        self._uncommitted = True
+        topic, version = self.shadow.topic, self.shadow.version
+        for key, value in zip(out.keys, encode_outputs(out, version), strict=True):
+            self.sink.send(topic, value, key.encode())
+        self.metrics.shadow.count_outputs(version, len(out))
 
     def _dead_letter(self, msg: Message, rejection: Rejection) -> None:
         s = self.settings
@@ -313,6 +342,9 @@ class Runner:
             results = self.models.evict_idle(idle, caught_up=caught_up, now=time.time())
             if evicted := self._emit_finals(results):
                 log_event(log, "idle_evicted", sequences=evicted)
+            if self.shadow is not None:
+                now = time.time()
+                self._emit_shadow(self.shadow.evict_idle(idle, caught_up=caught_up, now=now))
         if (candidate := self.reloader.candidate(self.models.current.step_fn)) is not None:
             self._switch_model(candidate)
         for version in self.models.retire_drained():
@@ -399,6 +431,8 @@ class Runner:
         self.restorer.abandon(parts)
         self.models.drop_partitions(parts)
         self.models.take_dirty()
+        if self.shadow is not None:
+            self.shadow.drop_partitions(parts)
         self.changelog.forget_pending()
         for p in parts:
             self.positions.pop(p, None)
@@ -518,6 +552,8 @@ class Runner:
 
     def _drop(self, parts: list[int]) -> None:
         dropped = self.models.drop_partitions(parts)
+        if self.shadow is not None:
+            self.shadow.drop_partitions(parts)
         self.changelog.drop_partitions(parts)
         for p in parts:
             self.positions.pop(p, None)

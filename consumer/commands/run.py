@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
-from consumer.config import ConfigError, add_run_arguments, settings_from_args
+from consumer.config import ConfigError, Settings, add_run_arguments, settings_from_args
 from consumer.http_endpoints import Health, HttpEndpoints
 from consumer.kafka_clients import StartupError, prepare_topics
 from consumer.logging_setup import configure_logging, log_event
 from consumer.metrics import Metrics
-from consumer.model import ModelError
+from consumer.model import ModelError, StepFunction, load_step_function
 from consumer.model.store import ModelStore
+from consumer.shadow import ShadowScoring
 
 if TYPE_CHECKING:
     from consumer.runner import Runner
@@ -46,6 +47,7 @@ def main(argv: list[str]) -> int:
     try:
         store = ModelStore(settings.model_path, settings.backend)
         step_fn = store.load_current()
+        shadow = _shadow(settings, step_fn)
     except ModelError as exc:
         log_event(log, "model_refused", level=logging.ERROR, error=str(exc))
         return 2
@@ -92,7 +94,7 @@ def main(argv: list[str]) -> int:
         return 3
     from consumer.runner import Runner  # noqa: PLC0415  (after the cheap checks)
 
-    runner = Runner(settings, step_fn, metrics, health, store=store)
+    runner = Runner(settings, step_fn, metrics, health, store=store, shadow=shadow)
 
     _handle_signals(runner)
     products = getattr(step_fn, "matmul_kinds", None)
@@ -121,6 +123,23 @@ def main(argv: list[str]) -> int:
         if endpoints is not None:
             endpoints.stop()
     return 0
+
+
+def _shadow(settings: Settings, served: StepFunction) -> ShadowScoring | None:
+    """The shadow model, if one is asked for (ModelError naming --shadow-model if unusable)."""
+    path = settings.shadow_model
+    if path is None:
+        return None
+    try:
+        step_fn = load_step_function(path, settings.backend)
+    except ModelError as exc:
+        raise ModelError(f"--shadow-model {path}: {exc}") from exc
+    if step_fn.n_features != served.n_features:
+        raise ModelError(
+            f"--shadow-model {path} reads {step_fn.n_features} features per sample, the served "
+            f"model {served.n_features}: it cannot score the same samples"
+        )
+    return ShadowScoring(step_fn, settings.shadow_topic, max_steps=settings.max_steps)
 
 
 def _handle_signals(runner: Runner) -> None:

@@ -17,7 +17,7 @@ from consumer.model import load_plan
 from producer_sim.cluster.worker import Worker
 from tests.kafka_harness import NewTopicFactory, QuietReader
 from tests.keras_oracle import Ident, expected_outputs
-from tests.service_harness import Deployment, Record, produce, save_user_model
+from tests.service_harness import Deployment, Record, decoded, produce, save_user_model
 
 PARTITIONS = 4
 TOLERANCE = 1e-5
@@ -225,3 +225,35 @@ def test_restart_policy_ends_running_sequences_with_model_changed(
             rest.setdefault((o.sequence_id, o.partition, o.offset, o.step, o.final), []).append(o)
     check(rest, want)
     assert w.alive() and len(w.events("starting")) == 1
+
+
+@GUARANTEES
+def test_shadow_scoring_writes_the_candidates_outputs_beside_the_live_ones(
+    rollout: Deployment, versions: tuple[Path, Path], new_topic: NewTopicFactory, guarantee: str
+) -> None:
+    svc = rollout
+    v1, v2 = (load_plan(p).version for p in versions)
+    shadow_topic = new_topic(PARTITIONS)
+    w = svc.worker("--guarantee", guarantee, "--shadow-model", str(versions[1]),
+                   "--shadow-topic", shadow_topic)  # fmt: skip
+    w.wait_ready()
+    rng = np.random.default_rng(7)
+    keys = [f"s{i}" for i in range(16)]
+    produce(svc.bootstrap, svc.input, samples(rng, keys, 3, end=True))
+    records = input_records(svc)
+    live = svc.outputs(len(keys) * 3)
+    assert {o.model_version for o in live} == {v1}
+    quiet = QuietReader(svc.bootstrap, shadow_topic, PARTITIONS)
+    try:
+        shadow = decoded(quiet.read_until_quiet(2.0, 60.0, lambda: len(quiet.received) >= 48))
+    finally:
+        quiet.close()
+    got: dict[Ident, list[OutputRecord]] = {}
+    for o in shadow:
+        assert o.partition is not None and o.offset is not None
+        got.setdefault((o.sequence_id, o.partition, o.offset, o.step, o.final), []).append(o)
+    check(got, {i: (o, v2) for i, o in expected_outputs(versions[1], records).items()})
+    assert w.metric("lstm_scorer_shadow_compared_outputs_total") == len(keys) * 3
+    agreeing = w.metric("lstm_scorer_shadow_agreeing_outputs_total")
+    assert 0 <= agreeing <= len(keys) * 3
+    assert w.metric("lstm_scorer_shadow_abs_difference_total") > 0  # two different models

@@ -198,6 +198,13 @@ def test_the_acls_grant_exactly_the_workers_rights() -> None:
     }
 
 
+def test_a_shadow_topic_needs_write_and_create_with_create_topics() -> None:
+    s = Settings(model_path=Path("m.keras"), group_id="g", create_topics=True,
+                 shadow_model=Path("c.keras"), shadow_topic="shadow")  # fmt: skip
+    rights = _rights(acl_bindings(s, "User:scorer"))
+    assert {("TOPIC", "shadow", "LITERAL", op) for op in ("WRITE", "CREATE")} <= rights
+
+
 def test_at_least_once_without_create_topics_needs_no_transactional_id_nor_create() -> None:
     bindings = acl_bindings(SETTINGS, "User:scorer")
     kinds = {(b.restype, b.operation) for b in bindings}

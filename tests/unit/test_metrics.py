@@ -54,6 +54,10 @@ EXPECTED = {
     "lstm_scorer_model_sequences",
     "lstm_scorer_model_outputs",
     "lstm_scorer_model_draining_seconds",
+    "lstm_scorer_shadow_outputs",
+    "lstm_scorer_shadow_compared_outputs",
+    "lstm_scorer_shadow_abs_difference",
+    "lstm_scorer_shadow_agreeing_outputs",
     "lstm_scorer_last_poll_timestamp_seconds",
     "lstm_scorer_start_time_seconds",
 }
@@ -104,6 +108,8 @@ def exercise(m: Metrics) -> None:
     m.rollout.count_reload("loaded")
     m.rollout.count_outputs("3f2a9c1e", 2)
     m.rollout.set_versions({"3f2a9c1e": 2, "0b1d2e3f": 1}, {"0b1d2e3f": 12.5})
+    m.shadow.count_outputs("cand0001", 2)
+    m.shadow.observe("3f2a9c1e", "cand0001", compared=2, diff=0.03, agreeing=2)
 
 
 def test_every_metric_follows_the_conventions(
