@@ -44,7 +44,8 @@ class RolloutMetrics:
         )
         self.draining_seconds = Gauge(
             "model_draining_seconds",
-            "Time since a version stopped being the current one while it still holds state.",
+            "Time since a version stopped being the current one while it still holds state (0 for "
+            "the current one).",
             ["model_version"],
             namespace=ns,
             registry=registry,

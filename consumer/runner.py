@@ -352,7 +352,10 @@ class Runner:
         now = time.monotonic()
         self.metrics.rollout.set_versions(
             self.models.sequences(),
-            {v: now - t for v, t in self.models.draining_since.items()},
+            {
+                self.models.version: 0.0,
+                **{v: now - t for v, t in self.models.draining_since.items()},
+            },
         )
         self.metrics.set_state_table(len(self.models), self.models.nbytes())
         self.metrics.set_producer_queue(self.sink.queued())

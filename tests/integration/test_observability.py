@@ -226,7 +226,14 @@ class Feeder(threading.Thread):
 def test_prometheus_scrapes_a_live_worker_and_every_query_has_data(
     deployment: Deployment,
 ) -> None:
-    worker = deployment.worker()
+    # With a shadow model (the served one: agreement 1), so the shadow panels have data too.
+    shadow = (
+        "--shadow-model",
+        str(deployment.model),
+        "--shadow-topic",
+        deployment.output + "-shadow",
+    )
+    worker = deployment.worker(*shadow)
     prometheus = PrometheusServer(deployment.workdir, worker.port)
     feeder = Feeder(deployment.bootstrap, deployment.input)
     try:
