@@ -62,9 +62,14 @@ clean:
 # The pipeline end to end on this machine: broker (started if needed, stopped after), reference
 # model (trained if missing), two workers, the simulator with a live view for DEMO_SECONDS
 # (default 60) at DEMO_RATE records/s (default 2000), then the evaluation report in reports/.
-.PHONY: demo
+.PHONY: demo rollout-demo
 demo: $(STAMP)
 	$(BIN)/python -m producer_sim demo
+
+# The demo with a model rollout 30 s into sending: a second version (trained if missing) becomes
+# current by SIGHUP; the live view shows sequences per version as the first drains.
+rollout-demo: $(STAMP)
+	$(BIN)/python -m producer_sim demo --rollout-after-s 30
 
 # Benchmarks side by side (BENCHMARKS.md): the engine against the Keras approaches, the service
 # against a passthrough and kcat (Debian's package, installed if missing) on a local broker of

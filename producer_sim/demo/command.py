@@ -2,13 +2,17 @@
 
 1. A broker: KAFKA_BOOTSTRAP_SERVERS if set; else the local one (deploy/kafka/local-kafka.sh),
    started if it is not running, and then stopped at the end.
-2. The model: trained (`python -m consumer train`) if the file is missing.
+2. The model: trained (`python -m consumer train`) if the file is missing (with a rollout, a
+   second version too, with another seed).
 3. Topics `<name>.samples` (6 partitions), `<name>.probabilities`, `<name>.samples.dlq` and the
    changelog of group `<name>-scorer`: the previous demo's are deleted first.
 4. Two workers, `python -m consumer run`, metrics on ports 8001 and 8002, logs in
    `.run/demo/worker-N.log`.
 5. The simulator for DEMO_SECONDS at DEMO_RATE records/s, with a live view of the workers'
    /metrics; then the wait for the consumer lag to drain.
+   With --rollout-after-s N, the workers serve a model store (both versions, `current` on the
+   first) and, N seconds in, `current` moves to the second version and the workers get SIGHUP:
+   running sequences finish on the first version while new ones start on the second.
 6. The evaluation: report.json and report.png in `reports/`, key figures printed.
 7. Everything started is stopped: workers with SIGTERM, the broker if the demo started it.
    Ctrl-C (or SIGTERM) at any point does the same and exits 130.
@@ -65,6 +69,8 @@ def parser() -> argparse.ArgumentParser:
     option("--metrics-port", "DEMO_METRICS_PORT", d.metrics_port, "first worker's port", int)
     option("--run-dir", "DEMO_RUN_DIR", d.run_dir, "logs and labels", Path)
     option("--report-dir", "DEMO_REPORT_DIR", d.report_dir, "report.json, report.png", Path)
+    rollout = "roll out a second model version (SIGHUP) this far into sending; 0: none"
+    option("--rollout-after-s", "DEMO_ROLLOUT_AFTER_S", d.rollout_after_s, rollout, float)
     return p
 
 
@@ -79,6 +85,7 @@ def settings_from(argv: list[str]) -> DemoSettings:
         metrics_port=args.metrics_port,
         run_dir=args.run_dir,
         report_dir=args.report_dir,
+        rollout_after_s=args.rollout_after_s,
     )
 
 

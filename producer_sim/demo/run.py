@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 import time
@@ -70,15 +71,44 @@ class DemoRun:
         return 0 if ev.all_complete and totals.all_delivered else 1
 
     def _model(self) -> None:
-        if self.s.model.exists():
-            self.say(f"model: {self.s.model}")
+        self._trained(self.s.model, seed=None)
+        if not self.s.rollout_after_s:
             return
-        self.say(f"model: {self.s.model} is missing; training it (about a minute)")
-        self.s.model.parent.mkdir(parents=True, exist_ok=True)
-        train = [sys.executable, "-m", "consumer", "train", "--output", str(self.s.model)]
+        self._trained(self.s.second_model, seed=2)
+        store = self.s.model_store
+        store.mkdir(parents=True, exist_ok=True)
+        for path, name in ((self.s.model, "v1.keras"), (self.s.second_model, "v2.keras")):
+            (store / name).write_bytes(path.read_bytes())
+        self._point(store, "v1.keras")
+        self.say(f"model store: {store} (current: v1.keras, the rollout moves it to v2.keras)")
+
+    def _trained(self, path: Path, seed: int | None) -> None:
+        if path.exists():
+            self.say(f"model: {path}")
+            return
+        self.say(f"model: {path} is missing; training it (about a minute)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        train = [sys.executable, "-m", "consumer", "train", "--output", str(path)]
+        train += ["--seed", str(seed)] if seed is not None else []
         code, _ = processes.run(train, env=self._env, cwd=Path.cwd())
         if code != 0:
             raise DemoError(f"training failed (exit {code}); see above")
+
+    @staticmethod
+    def _point(store: Path, name: str) -> None:
+        """Move the store's `current` pointer at once (a new link renamed over the old one)."""
+        new = store / "current.new"
+        new.unlink(missing_ok=True)
+        new.symlink_to(name)
+        new.replace(store / "current")
+
+    def _roll_out(self) -> None:
+        self._point(self.s.model_store, "v2.keras")
+        for worker in self.workers:
+            if worker.proc is not None:
+                worker.proc.send_signal(signal.SIGHUP)
+        self._view.release()
+        self.say("rollout: current -> v2.keras, SIGHUP sent; running sequences finish on v1")
 
     def _topics(self, bootstrap: str) -> None:
         input_topic = self.s.topics[0]
@@ -97,8 +127,9 @@ class DemoRun:
         input_topic, output_topic, dlq_topic, _ = self.s.topics
         for i, port in enumerate(self.s.ports, start=1):
             log_path = self.s.run_dir / f"worker-{i}.log"
+            model = self.s.model_store if self.s.rollout_after_s else self.s.model
             flags = [
-                "--model", str(self.s.model.resolve()),
+                "--model", str(model.resolve()),
                 "--bootstrap-servers", bootstrap,
                 "--input-topic", input_topic,
                 "--output-topic", output_topic,
@@ -170,7 +201,11 @@ class DemoRun:
         self._sim_thread.start()
         view = self._view
         started = self._clock()
+        rollout_due = s.rollout_after_s > 0
         while self._sim_thread.is_alive():
+            if rollout_due and self._clock() - started >= s.rollout_after_s:
+                rollout_due = False
+                self._roll_out()
             phase = f"sending {self._clock() - started:4.0f}/{s.seconds:g} s"
             view.show(phase, self._clock(), sender.snapshot(), self._readings())
             self._check_workers()

@@ -24,10 +24,23 @@ class DemoSettings:
     idle_timeout_s: float = 20.0
     ready_timeout_s: float = 180.0
     drain_timeout_s: float = 120.0
+    rollout_after_s: float = 0.0  # 0: no rollout; else a second model version this far in
+
+    @property
+    def second_model(self) -> Path:
+        """The version a rollout switches to, trained with another seed if missing."""
+        return self.model.with_name(f"{self.model.stem}-v2{self.model.suffix}")
+
+    @property
+    def model_store(self) -> Path:
+        """With a rollout, the workers' model store: both versions and the `current` pointer."""
+        return self.run_dir / "models"
 
     def __post_init__(self) -> None:
         if self.seconds <= 0 or self.rate <= 0 or self.devices < 1:
             raise ValueError("seconds and rate must be > 0 and devices >= 1")
+        if not 0 <= self.rollout_after_s < self.seconds:
+            raise ValueError("the rollout must come while the simulator sends (0: none)")
         if not 1 <= self.metrics_port <= 65535 - self.workers:
             raise ValueError(f"metrics port {self.metrics_port} out of range")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TextIO
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,6 +22,7 @@ _METRICS = {
     "dlq": "lstm_scorer_dlq_records_total",
 }
 _PLAIN_EVERY_S = 5.0
+_BY_VERSION = "lstm_scorer_model_sequences"
 
 
 @dataclass(frozen=True)
@@ -33,17 +34,23 @@ class WorkerReading:
     active: float = 0.0
     lag: float = 0.0
     dlq: float = 0.0
+    # Live sequences per model version: two during a rollout.
+    versions: dict[str, float] = field(default_factory=dict)
 
 
 def parse_metrics(text: str) -> WorkerReading:
     totals = dict.fromkeys(_METRICS, 0.0)
-    by_name = {name: field for field, name in _METRICS.items()}
+    by_name = {name: key for key, name in _METRICS.items()}
+    versions: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            field = by_name.get(sample.name)
-            if field is not None:
-                totals[field] += sample.value
-    return WorkerReading(up=True, **totals)
+            key = by_name.get(sample.name)
+            if key is not None:
+                totals[key] += sample.value
+            elif sample.name == _BY_VERSION:
+                version = sample.labels["model_version"]
+                versions[version] = versions.get(version, 0.0) + sample.value
+    return WorkerReading(up=True, versions=versions, **totals)
 
 
 def scrape(port: int, timeout_s: float = 2.0) -> WorkerReading:
@@ -66,6 +73,10 @@ def ready(port: int, timeout_s: float = 2.0) -> bool:
 
 def combined(readings: list[WorkerReading]) -> WorkerReading:
     up = [r for r in readings if r.up]
+    versions: dict[str, float] = {}
+    for r in up:
+        for version, n in r.versions.items():
+            versions[version] = versions.get(version, 0.0) + n
     return WorkerReading(
         up=bool(up),
         records=sum(r.records for r in up),
@@ -74,6 +85,7 @@ def combined(readings: list[WorkerReading]) -> WorkerReading:
         active=sum(r.active for r in up),
         lag=sum(r.lag for r in up),
         dlq=sum(r.dlq for r in up),
+        versions=versions,
     )
 
 
@@ -103,12 +115,18 @@ class LiveView:
                 f"{sim.faults:,} malformed), {sim.delivery_errors:,} delivery errors"
             )
         up = sum(r.up for r in readings)
+        shown = [
+            f"active sequences {total.active:,.0f}, consumer lag {total.lag:,.0f}, "
+            f"DLQ {total.dlq:,.0f}"
+        ]
+        if len(total.versions) > 1:  # a rollout: where the sequences are
+            parts = [f"{v[:8]} {n:,.0f}" for v, n in sorted(total.versions.items())]
+            shown.append("sequences by model version: " + ", ".join(parts))
         return [
             f"[{phase}] {sim_line}",
             f"workers {up}/{len(readings)} up: samples in {samples_rate:,.0f}/s, "
             f"probabilities out {outputs_rate:,.0f}/s",
-            f"active sequences {total.active:,.0f}, consumer lag {total.lag:,.0f}, "
-            f"DLQ {total.dlq:,.0f}",
+            *shown,
         ]
 
     def show(

@@ -77,9 +77,10 @@ def test_a_failure_while_running_exits_1_with_a_log_line(
     # The exception used to escape main(): a traceback and whatever exit code Python chose.
     from consumer import runner  # noqa: PLC0415
     from consumer.kafka_clients import Topology  # noqa: PLC0415
+    from consumer.model.store import ModelStore  # noqa: PLC0415
     from tests.prefix_sum_step import PrefixSumStep  # noqa: PLC0415
 
-    monkeypatch.setattr(run.ModelStore, "load_current", lambda self: PrefixSumStep())
+    monkeypatch.setattr(ModelStore, "load_current", lambda self: PrefixSumStep())
     monkeypatch.setattr(run, "prepare_topics", lambda settings: Topology(1))
     monkeypatch.setattr(runner, "Runner", _FailingRunner)
     assert run.main(["--model", "m.keras", "--metrics-port", "0", "--log-format", "json"]) == 1

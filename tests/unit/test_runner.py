@@ -108,7 +108,7 @@ def test_one_abort_is_one_rewind(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(r, "_rewind", counted)
     f.assign(0)
-    r._transacting(r._process, [sample("a", 0, 0)])  # type: ignore[list-item]
+    r._transacting(r._process, [sample("a", 0, 0)])
     f.producer.fail_send_offsets = KafkaException(
         KafkaError(KafkaError._TIMED_OUT, "injected", retriable=True)
     )
@@ -121,12 +121,12 @@ def test_one_abort_is_one_rewind(monkeypatch: pytest.MonkeyPatch) -> None:
     assert f.consumer.ops[-3:] == [("pause", 0), ("resume", 0), ("seek", 0)]
     assert f.consumer.seeks[-1] == (0, -2)
     assert f.producer.purged == [] and f.producer.calls.count("abort") == 1
-    r._transacting(r._process, [sample("a", 0, 0)])  # type: ignore[list-item]
+    r._transacting(r._process, [sample("a", 0, 0)])
     r._checkpoint()
     assert f.producer.calls[-2:] == ["send_offsets", "commit"]
     assert len(rewinds) == 1
     assert not r.checkpointer.in_transaction
-    r._transacting(r._process, [sample("a", 0, 1)])  # type: ignore[list-item]
+    r._transacting(r._process, [sample("a", 0, 1)])
     assert f.producer.calls[-1] == "begin"  # a new transaction for the next batch
 
 
@@ -175,7 +175,7 @@ def test_a_produce_refused_by_a_failed_transaction_is_a_failed_commit() -> None:
     f = make_runner("exactly-once")
     f.assign(0)
     f.producer.fail_produce = KafkaException(KafkaError(KafkaError._STATE, "injected"))
-    f.runner._transacting(f.runner._process, [sample("dev-1", 0, 7)])  # type: ignore[list-item]
+    f.runner._transacting(f.runner._process, [sample("dev-1", 0, 7)])
     assert f.producer.calls == ["init", "begin", "abort"]
     assert not f.runner.checkpointer.in_transaction
 
@@ -210,7 +210,7 @@ def test_a_restore_runs_in_slices_between_polls_with_no_transaction_open(
         if consumer.consumed == 1:
             consumer.assign_now(0)
         elif consumer.consumed == 3:
-            r._transacting(r._process, [sample("a", 0, 0)])  # type: ignore[list-item]
+            r._transacting(r._process, [sample("a", 0, 0)])
             reads = f.reader.consumed
             consumer.assign_now(1)
             seen["reads_in_callback"] = f.reader.consumed - reads
@@ -316,7 +316,7 @@ def test_a_rewind_while_the_group_coordinator_moves_waits_for_it() -> None:
     f = make_runner("exactly-once")
     r = f.runner
     f.assign(0)
-    r._transacting(r._process, [sample("a", 0, 0)])  # type: ignore[list-item]
+    r._transacting(r._process, [sample("a", 0, 0)])
     f.producer.fail_send_offsets = KafkaException(
         KafkaError(KafkaError.UNKNOWN_MEMBER_ID, "injected")
     )

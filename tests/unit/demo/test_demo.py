@@ -46,6 +46,21 @@ def test_metrics_are_summed_over_their_series() -> None:
     assert (r.active, r.lag, r.dlq) == (42, 12, 3)
 
 
+def test_a_rollout_shows_sequences_per_model_version() -> None:
+    text = (
+        "# TYPE lstm_scorer_model_sequences gauge\n"
+        'lstm_scorer_model_sequences{model_version="aaaa1111bbbb"} 30\n'
+        'lstm_scorer_model_sequences{model_version="cccc2222dddd"} 12\n'
+    )
+    total = combined([parse_metrics(text), parse_metrics(text)])
+    assert total.versions == {"aaaa1111bbbb": 60, "cccc2222dddd": 24}
+    lines = LiveView(io.StringIO(), is_tty=False).lines("sending", 1.0, None, [total])
+    assert lines[-1] == "sequences by model version: aaaa1111 60, cccc2222 24"
+    one = parse_metrics(text.rsplit("lstm_scorer_model_sequences", 1)[0])
+    assert not any("by model version" in line for line in LiveView(io.StringIO(), False).lines(
+        "sending", 1.0, None, [one]))  # fmt: skip
+
+
 def test_workers_that_are_down_count_for_nothing() -> None:
     total = combined([parse_metrics(METRICS), WorkerReading(up=False), parse_metrics(METRICS)])
     assert (total.up, total.samples, total.lag) == (True, 2400, 24)
@@ -139,3 +154,12 @@ def test_run_returns_the_exit_code_and_output(tmp_path: Path) -> None:
         capture=True,
     )
     assert (code, out) == (3, "hello\n")
+
+
+def test_a_rollout_comes_while_the_simulator_sends() -> None:
+    from producer_sim.demo.command import settings_from  # noqa: PLC0415
+
+    s = settings_from(["--rollout-after-s", "30"])
+    assert s.rollout_after_s == 30 and s.second_model.name == "reference-v2.keras"
+    with pytest.raises(ValueError, match="rollout"):
+        settings_from(["--seconds", "20", "--rollout-after-s", "30"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -9,13 +11,14 @@ from hypothesis import strategies as st
 
 from consumer.codecs import changelog as changelog_codec
 from consumer.codecs.inputs import InputRecord
+from consumer.codecs.outputs import FinalReason
 from consumer.engine.results import BatchResult
 from consumer.engine.versions import ModelVersions
 from consumer.model.step import Float32Array, StepFunction
 from tests.prefix_sum_step import PrefixSumStep, prefix_outputs
 from tests.stream_reference import record, reference_run, streams
 
-Row = tuple[str, int, tuple[float, float], str | None, int]
+Row = tuple[str, int, tuple[float, float], FinalReason | None, int]
 
 
 class TenfoldStep(PrefixSumStep):
@@ -288,6 +291,8 @@ def test_any_stream_and_rollout_point_gives_each_sequence_its_start_version(
             started[e.key] = V2 if at >= first_after else V1  # the version current then
         version = started[e.key]
         total, count = prefix_outputs([list(r) for r in e.prefix])
-        expected.append((version, (e.key, e.step, (SCALE[version] * total, count), e.reason,
-                                   e.offset)))  # fmt: skip
+        reason = cast(FinalReason | None, e.reason)
+        expected.append(
+            (version, (e.key, e.step, (SCALE[version] * total, count), reason, e.offset))
+        )
     assert per_key(got) == per_key(expected)
