@@ -1,4 +1,4 @@
-"""`python -m consumer <command>`: run, replay, train, check-model."""
+"""`python -m consumer <command>`: run, replay, train, check-model, create-topics."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ COMMANDS = {
     "replay": ("consumer.commands.replay", "score a JSON-lines file without Kafka"),
     "train": ("consumer.commands.train", "train the reference model on the synthetic data"),
     "check-model": ("consumer.commands.check_model", "print a model's streaming plan or refusal"),
+    "create-topics": ("consumer.commands.create_topics", "create the topics a group needs"),
 }
 
 

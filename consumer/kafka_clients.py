@@ -137,6 +137,25 @@ class Topology:
     input_partitions: int
 
 
+def create_input_topic(settings: Settings, partitions: int) -> bool:
+    """Create the input topic with `partitions` partitions unless it exists (then its partition
+    count stays as it is). Returns whether it was created."""
+    errors: list[KafkaError] = []
+    admin = AdminClient(
+        dict[str, str | int | float | bool](settings.admin_properties()), error_cb=errors.append
+    )
+    cluster = _reach(admin, errors, settings)
+    if settings.input_topic in cluster.topics:
+        return False
+    replicas = settings.replication_factor or min(3, len(cluster.brokers))
+    in_sync = str(settings.min_insync_replicas or min(2, replicas))
+    topic = NewTopic(settings.input_topic, partitions, replicas,
+                     config={"min.insync.replicas": in_sync})  # fmt: skip
+    _create(admin, [topic], settings.startup_timeout_s)
+    _listed(admin, [settings.input_topic], settings.startup_timeout_s)
+    return True
+
+
 def prepare_topics(settings: Settings) -> Topology:
     """Check the broker, the worker's rights and the topics, creating the missing topics if
     asked to. Every refusal names what is missing: a topic, a right, a setting."""
