@@ -20,9 +20,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# promtool and prometheus (Debian's package), which the observability tests run for real.
+# promtool and prometheus (Debian's package), which the observability tests run for real; helm
+# (built from the Go module proxy) and the CRD schemas, which the chart tests render against.
 tools:
 	bash scripts/install-prometheus.sh
+	bash scripts/install-helm.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -7,7 +7,8 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import ConfigResource
 
 from tests.kafka_harness import delete_topics, unique_name
 
