@@ -231,13 +231,20 @@ class ModelVersions:
             for v in stale:
                 self._draining_engine(v)
         for v, engine in self.draining.items():
-            if self.policy == "drain":
-                found = changelog_codec.apply_records(engine.table, keys, parts, values, v)
-                for i in stale.get(v, ()):
-                    outcomes[i] = found[i]
-            else:
-                for key in newest:
-                    changelog_codec.forget(engine.table, key)
+            mine = stale.get(v, []) if self.policy == "drain" else []
+            table, taken = engine.table, {keys[i] for i in mine}
+            # The slice's newest record of every other key is of another version, an end or a
+            # tombstone (applied to the current table above): the key leaves this table.
+            for key in newest:
+                if key not in taken and (key in table or key in table.ended):
+                    changelog_codec.forget(table, key)
+            if mine:
+                found = changelog_codec.apply_records(
+                    table, [keys[i] for i in mine], [parts[i] for i in mine],
+                    [values[i] for i in mine], v,
+                )  # fmt: skip
+                for i, outcome in zip(mine, found, strict=True):
+                    outcomes[i] = outcome
         reason: FinalReason = "model_changed" if self.policy == "restart" else "model_unavailable"
         for v, idx in stale.items():
             if self.policy == "restart" or v not in self.draining:

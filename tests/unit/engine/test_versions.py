@@ -13,6 +13,7 @@ from consumer.codecs import changelog as changelog_codec
 from consumer.codecs.inputs import InputRecord
 from consumer.codecs.outputs import FinalReason
 from consumer.engine.results import BatchResult
+from consumer.engine.state_table import EndedKey, StateTable
 from consumer.engine.versions import ModelVersions
 from consumer.model.step import Float32Array, StepFunction
 from tests.prefix_sum_step import PrefixSumStep, prefix_outputs
@@ -296,3 +297,54 @@ def test_any_stream_and_rollout_point_gives_each_sequence_its_start_version(
             (version, (e.key, e.step, (SCALE[version] * total, count), reason, e.offset))
         )
     assert per_key(got) == per_key(expected)
+
+
+def encoded(kind: str, key: str, offset: int) -> bytes | None:
+    """A changelog record: a state of v1 or v2 at `offset`, an end, or a tombstone (None)."""
+    if kind == "tomb":
+        return None
+    if kind == "end":
+        return changelog_codec.encode_ended(EndedKey(0, offset), V1)
+    step = PrefixSumStep() if kind == V1 else TenfoldStep()
+    table = StateTable(step.state_sizes, step.n_outputs)
+    slot = table.allocate(key, 0)
+    table.last_offset[slot] = offset
+    table.steps[slot] = 1
+    return changelog_codec.encode_state(table, key, kind)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c", "d"]),
+            st.sampled_from([V1, V2, "end", "tomb"]),
+            st.integers(0, 1000),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    cut=st.integers(1, 12),
+)
+def test_a_restore_leaves_each_key_where_its_newest_record_says(
+    ops: list[tuple[str, str, int]], cut: int
+) -> None:
+    models = ModelVersions(TenfoldStep(), load_version=lambda v: PrefixSumStep())
+    records = [(key, 0, encoded(kind, key, offset)) for key, kind, offset in ops]
+    for i in range(0, len(records), cut):
+        keys, parts, values = zip(*records[i : i + cut], strict=True)
+        models.apply_changelog(list(keys), list(parts), list(values))
+    newest = {key: (kind, offset) for key, kind, offset in ops}
+    tables = {V2: models.current.table}
+    if V1 in models.draining:
+        tables[V1] = models.draining[V1].table
+    for key, (kind, offset) in newest.items():
+        live = {v for v, t in tables.items() if key in t}
+        assert live == ({kind} if kind in (V1, V2) else set()), (key, kind)
+        if kind in (V1, V2):
+            table = tables[kind]
+            slot = table.slot_of(key)
+            assert slot is not None and int(table.last_offset[slot]) == offset
+        ended = models.current.table.ended.get(key)
+        assert (ended.offset if ended else None) == (offset if kind == "end" else None)
+    assert models.take_finals() == []
