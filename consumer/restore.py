@@ -260,8 +260,12 @@ class Restorer:
                 raise KafkaException(err)
             if p is None or p not in ends:
                 continue  # abandoned, or fetched before it was finished
-            if err is not None:  # the end of the partition
-                finished = self._finish(p) or finished
+            if err is not None:
+                # The end of the partition, as its leader sees it now. A leader elected during
+                # the restore may still report a high watermark below the restore's end offset:
+                # an end before it is read past, or the keys' newest records would be missed.
+                if offset is not None and offset >= ends[p]:
+                    finished = self._finish(p) or finished
                 continue
             assert offset is not None
             if offset >= ends[p]:
