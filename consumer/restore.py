@@ -314,6 +314,14 @@ class Restorer:
     def _finish(self, p: int) -> bool:
         if p not in self._ends:
             return False
+        # The end was asked when the restore began, maybe of a leader just elected, whose high
+        # watermark can lag for a moment. Nothing writes the partition while it is restored, so
+        # a higher watermark now is records still to read.
+        deadline = time.monotonic() + self.timeout_s
+        _, high = _watermarks(self.reader, TopicPartition(self.topic, p), deadline)
+        if high > self._ends[p]:
+            self._ends[p] = high
+            return False
         del self._ends[p]
         self._next.pop(p, None)
         self._done.append(p)

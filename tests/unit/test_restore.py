@@ -229,10 +229,43 @@ def test_an_end_of_partition_before_the_restores_end_offset_is_read_past() -> No
     # newest records came after it kept older states, and the replay after the restore gave
     # outputs with wrong steps and lost others (found by the broker-killed-during-restore
     # scenario).
-    records = [_state("a", 1, 10), _state("b", 1, 11), _state("a", 2, 12), _state("b", 2, 13)]
+    records: list[tuple[bytes | None, bytes | None]] = [
+        _state("a", 1, 10),
+        _state("b", 1, 11),
+        _state("a", 2, 12),
+        _state("b", 2, 13),
+    ]
     reader = LaggingLeaderReader({0: records}, at=2)
     table, _ = _restore(reader)
     assert reader.eof_sent
+    for key in ("a", "b"):
+        slot = table.slot_of(key)
+        assert slot is not None and int(table.steps[slot]) == 2, key
+
+
+class LaggingWatermarkReader(FakeReader):
+    """The first watermark answer comes from a leader just elected, whose high watermark lags."""
+
+    def __init__(self, records: dict[int, list[tuple[bytes | None, bytes | None]]]) -> None:
+        super().__init__(records=records)
+        self.answers = 0
+
+    def get_watermark_offsets(self, tp: TopicPartition, **_: object) -> tuple[int, int]:
+        self.answers += 1
+        low, high = super().get_watermark_offsets(tp)
+        return (low, 2) if self.answers == 1 else (low, high)
+
+
+def test_an_end_offset_asked_of_a_lagging_leader_is_asked_again_before_finishing() -> None:
+    records: list[tuple[bytes | None, bytes | None]] = [
+        _state("a", 1, 10),
+        _state("b", 1, 11),
+        _state("a", 2, 12),
+        _state("b", 2, 13),
+    ]
+    reader = LaggingWatermarkReader({0: records})
+    table, _ = _restore(reader)
+    assert reader.answers >= 2
     for key in ("a", "b"):
         slot = table.slot_of(key)
         assert slot is not None and int(table.steps[slot]) == 2, key
