@@ -102,12 +102,17 @@ def input_records(svc: Deployment) -> list[InputRecord]:
     return records
 
 
-def all_outputs(svc: Deployment, at_least: int) -> dict[Ident, list[OutputRecord]]:
+def identified(outputs: list[OutputRecord]) -> dict[Ident, list[OutputRecord]]:
+    """Outputs by identity (key, partition, offset, step, final), every copy kept."""
     got: dict[Ident, list[OutputRecord]] = {}
-    for o in svc.outputs(at_least):
+    for o in outputs:
         assert o.partition is not None and o.offset is not None
         got.setdefault((o.sequence_id, o.partition, o.offset, o.step, o.final), []).append(o)
     return got
+
+
+def all_outputs(svc: Deployment, at_least: int) -> dict[Ident, list[OutputRecord]]:
+    return identified(svc.outputs(at_least))
 
 
 def check(
@@ -183,7 +188,6 @@ def test_a_rollout_by_sighup_lets_started_sequences_finish_on_their_version(
     for w in [*workers, joined]:
         assert w.alive(), f"{w.log_path.name} exited"
         assert len(w.events("starting")) == 1  # served through the rollout without a restart
-    # v1 drained everywhere once its last sequences ended.
     assert all(w.metric("lstm_scorer_model_reloads_total") >= 1 for w in workers)
 
 
@@ -218,12 +222,7 @@ def test_restart_policy_ends_running_sequences_with_model_changed(
         assert abs(o.probability - last.probability) <= TOLERANCE
     want = {ident: (out, version) for version, outs in by_model.items()
             for ident, out in outs.items()}  # fmt: skip
-    rest: dict[Ident, list[OutputRecord]] = {}
-    for o in got:
-        if o.reason != "model_changed":
-            assert o.partition is not None and o.offset is not None
-            rest.setdefault((o.sequence_id, o.partition, o.offset, o.step, o.final), []).append(o)
-    check(rest, want)
+    check(identified([o for o in got if o.reason != "model_changed"]), want)
     assert w.alive() and len(w.events("starting")) == 1
 
 
@@ -248,11 +247,8 @@ def test_shadow_scoring_writes_the_candidates_outputs_beside_the_live_ones(
         shadow = decoded(quiet.read_until_quiet(2.0, 60.0, lambda: len(quiet.received) >= 48))
     finally:
         quiet.close()
-    got: dict[Ident, list[OutputRecord]] = {}
-    for o in shadow:
-        assert o.partition is not None and o.offset is not None
-        got.setdefault((o.sequence_id, o.partition, o.offset, o.step, o.final), []).append(o)
-    check(got, {i: (o, v2) for i, o in expected_outputs(versions[1], records).items()})
+    candidate = expected_outputs(versions[1], records)
+    check(identified(shadow), {ident: (out, v2) for ident, out in candidate.items()})
     assert w.metric("lstm_scorer_shadow_compared_outputs_total") == len(keys) * 3
     agreeing = w.metric("lstm_scorer_shadow_agreeing_outputs_total")
     assert 0 <= agreeing <= len(keys) * 3
