@@ -10,7 +10,6 @@ READ or WRITE, idempotent writes by WRITE on a topic) need no ACL of their own.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -30,26 +29,12 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._acl import AclBinding, AclOperation, AclPermissionType
 from confluent_kafka.admin._resource import ResourcePatternType, ResourceType
 
+from consumer.broker_away import broker_away, refresh_metadata
 from consumer.config import Settings
 
 log = logging.getLogger(__name__)
 
 _RETRY_S = 0.2
-# A broker away: the one asked died (its requests time out or end with its handle), or the
-# controller, a leader or a group's coordinator is moving or loading. Asked again.
-_BROKER_AWAY = {
-    KafkaError._TIMED_OUT,
-    KafkaError._TRANSPORT,
-    KafkaError._DESTROY_BROKER,
-    KafkaError._ALL_BROKERS_DOWN,
-    KafkaError._UNKNOWN_PARTITION,
-    KafkaError.REQUEST_TIMED_OUT,
-    KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.NOT_CONTROLLER,
-    KafkaError.NOT_COORDINATOR,
-    KafkaError.COORDINATOR_NOT_AVAILABLE,
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-}
 
 
 _TOPIC_PROBLEMS = (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.UNKNOWN_TOPIC_OR_PART)
@@ -110,7 +95,7 @@ def describe_topics(admin: AdminClient, names: list[str], timeout: float) -> dic
                     access[name] = TopicAccess(authorized=False, exists=False)
                 elif code == KafkaError.UNKNOWN_TOPIC_OR_PART:
                     access[name] = TopicAccess(authorized=True, exists=False)
-                elif not _transient(exc.args[0]) or time.monotonic() >= deadline:
+                elif not broker_away(exc.args[0]) or time.monotonic() >= deadline:
                     raise
                 continue
             ops = found.authorized_operations
@@ -120,7 +105,7 @@ def describe_topics(admin: AdminClient, names: list[str], timeout: float) -> dic
         time.sleep(_RETRY_S)
         # "Timed out waiting for controller": the client still names the node that died as the
         # controller until its metadata is refreshed (every five minutes by itself).
-        _refresh(admin)
+        refresh_metadata(admin)
 
 
 def missing_topic_rights(
@@ -165,7 +150,7 @@ def missing_group_rights(settings: Settings, timeout: float) -> list[str]:
                     return refused
                 if code in _TOPIC_PROBLEMS:
                     return []  # the input topic's own check says what is wrong with it
-                if not _transient(exc.args[0]) or time.monotonic() >= deadline:
+                if not broker_away(exc.args[0]) or time.monotonic() >= deadline:
                     raise
             # A refused coordinator lookup does not end the request (it times out): the client
             # reports the refusal as an error event, which consume() hands over.
@@ -190,27 +175,17 @@ def answered(admin: AdminClient, ask: Callable[[float], Future[T]], timeout: flo
         try:
             return ask(attempt).result(attempt + 1)
         except (KafkaException, TimeoutError) as exc:
-            away = isinstance(exc, TimeoutError) or _transient(exc.args[0])
+            away = isinstance(exc, TimeoutError) or broker_away(exc.args[0])
             if not away or time.monotonic() >= deadline:
                 raise
         time.sleep(_RETRY_S)
-        _refresh(admin)
-
-
-def _refresh(admin: AdminClient) -> None:
-    """A metadata request: the client learns the cluster's live brokers and controller."""
-    with contextlib.suppress(KafkaException):
-        admin.list_topics(timeout=2.0)
+        refresh_metadata(admin)
 
 
 def _attempt_timeout(deadline: float) -> float:
     """One request's time-out: short enough that a request sent to a broker that died is asked
     again (of another broker) before the start-up deadline."""
     return max(0.5, min(5.0, deadline - time.monotonic()))
-
-
-def _transient(err: KafkaError) -> bool:
-    return bool(err.retriable()) or err.code() in _BROKER_AWAY
 
 
 def missing_transactional_rights(settings: Settings, timeout: float) -> list[str]:

@@ -15,7 +15,6 @@ restore may take longer than the consumer's poll interval or a transaction's tim
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -24,6 +23,7 @@ from typing import Protocol, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from consumer.broker_away import broker_away, refresh_metadata
 from consumer.codecs import changelog as changelog_codec
 from consumer.codecs.changelog import ChangelogOutcome
 from consumer.engine.state_table import StateTable
@@ -61,21 +61,8 @@ _RETRY_S = 0.2
 # Nothing read for this long with partitions left: the client is asked to refresh its
 # metadata, as it may still be fetching from a leader that died.
 _STALL_S = 2.0
-_TRANSIENT = frozenset(
-    {
-        KafkaError.NOT_LEADER_FOR_PARTITION,
-        KafkaError.LEADER_NOT_AVAILABLE,
-        KafkaError.UNKNOWN_TOPIC_OR_PART,
-        KafkaError.REQUEST_TIMED_OUT,
-        KafkaError._TIMED_OUT,
-        KafkaError._TRANSPORT,
-        KafkaError._ALL_BROKERS_DOWN,
-        # A broker that died leaves the metadata: requests in flight to it end so, and its
-        # partitions are unknown to the client until the new leaders are in its metadata.
-        KafkaError._DESTROY_BROKER,
-        KafkaError._UNKNOWN_PARTITION,
-    }
-)
+# Besides a broker away: a changelog topic created a moment ago is unknown for a while.
+_NOT_YET = KafkaError.UNKNOWN_TOPIC_OR_PART
 
 
 class RestoreError(RuntimeError):
@@ -197,7 +184,7 @@ class Restorer:
                 self._progress_at = now
             elif now - max(self._progress_at, self._refreshed_at) > _STALL_S:
                 self._refreshed_at = now
-                refresh_leaders(self.reader, self.topic)
+                refresh_metadata(self.reader, self.topic)
             self._apply(msgs, session)
             if time.monotonic() >= deadline:
                 break
@@ -255,7 +242,7 @@ class Restorer:
         for msg in msgs:
             p, offset, err = msg.partition(), msg.offset(), msg.error()
             if err is not None and err.code() != KafkaError._PARTITION_EOF:
-                if err.retriable() or err.code() in _TRANSIENT:
+                if broker_away(err) or err.code() == _NOT_YET:
                     continue  # a broker away: the reader fetches again once a leader answers
                 raise KafkaException(err)
             if p is None or p not in ends:
@@ -367,16 +354,7 @@ def _watermarks(reader: Consumer, tp: TopicPartition, deadline: float) -> tuple[
             return int(low), int(high)
         except KafkaException as exc:
             err = exc.args[0]
-            if not (err.retriable() or err.code() in _TRANSIENT) or time.monotonic() > deadline:
+            if not (broker_away(err) or err.code() == _NOT_YET) or time.monotonic() > deadline:
                 raise
         time.sleep(_RETRY_S)
-        refresh_leaders(reader, tp.topic)
-
-
-def refresh_leaders(reader: Consumer, topic: str) -> None:
-    """Ask the brokers who leads the topic's partitions now. A SIGKILLed leader's partitions
-    move when the controller notices, but librdkafka may keep fetching from (and asking the
-    watermarks of) the dead leader until its periodic metadata refresh, five minutes later:
-    a restore in a failover waited that long. A metadata request updates the client's leaders."""
-    with contextlib.suppress(KafkaException):
-        reader.list_topics(topic, timeout=2.0)
+        refresh_metadata(reader, tp.topic)

@@ -26,6 +26,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from consumer.broker_away import broker_away
 from consumer.changelog_writer import ChangelogWriter
 from consumer.checkpoint import Checkpointer, Positions
 from consumer.codecs.inputs import InputRecord, Rejection, decode_input, dlq_headers
@@ -54,18 +55,6 @@ _CORRUPT_LOGGED = 20  # corrupt changelog records logged one by one per restore;
 _MAX_REJOINS = 3
 _REJOIN_WINDOW_S = 600.0
 _COMMITTED_ASK_S = 10.0
-# The group coordinator away: its broker died and the group is moving to another one.
-_COORDINATOR_AWAY = frozenset(
-    {
-        KafkaError._TIMED_OUT,
-        KafkaError._TRANSPORT,
-        KafkaError._WAIT_COORD,
-        KafkaError.REQUEST_TIMED_OUT,
-        KafkaError.NOT_COORDINATOR,
-        KafkaError.COORDINATOR_NOT_AVAILABLE,
-        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    }
-)
 
 
 class InstanceFencedError(RuntimeError):
@@ -457,7 +446,7 @@ class Runner:
                 return list(self.consumer.committed(tps, timeout=_COMMITTED_ASK_S))
             except KafkaException as exc:
                 err = exc.args[0]
-                if self.stopping or not (err.retriable() or err.code() in _COORDINATOR_AWAY):
+                if self.stopping or not broker_away(err):
                     raise
                 log_event(log, "committed_offsets_retry", level=logging.WARNING, reason=str(err))
 
