@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
 
+import numpy as np
+
 from consumer.codecs import changelog as changelog_codec
 from consumer.engine.state_table import StateTable
 from consumer.metrics import Metrics
@@ -49,27 +51,40 @@ class ChangelogWriter:
         tables = self.tables()
         written = 0
         for table, model_version in tables:
+            live: list[str] = []
             for key in table.take_dirty():
-                slot = table.slot_of(key)
-                ended = table.ended.get(key)
-                if slot is not None:
-                    value = changelog_codec.encode_state(table, key, model_version)
-                    partition = int(table.partition[slot])
-                elif ended is not None:
-                    value = changelog_codec.encode_ended(ended, model_version)
-                    partition = ended.partition
-                else:
-                    continue  # dropped with its partition: the new owner writes it
-                if partition not in owned:
+                if key in table:
+                    live.append(key)
                     continue
-                self.sink.send(self.topic, value, key.encode(), partition)
-                written += 1
+                ended = table.ended.get(key)
+                # No slot and no end: dropped with its partition, the new owner writes it.
+                if ended is not None and ended.partition in owned:
+                    value = changelog_codec.encode_ended(ended, model_version)
+                    self.sink.send(self.topic, value, key.encode(), ended.partition)
+                    written += 1
+            written += self._write_states(table, live, model_version, owned)
         for key, partition in self._tombstones.items():
             if partition in owned and not any(key in t or key in t.ended for t, _ in tables):
                 self.sink.send(self.topic, None, key.encode(), partition)
                 written += 1
         self._tombstones.clear()
         self.metrics.count_changelog(written)
+
+    def _write_states(
+        self, table: StateTable, keys: list[str], model_version: str, owned: Collection[int]
+    ) -> int:
+        """The live states of `keys` whose partitions are owned, encoded together."""
+        slot_of = table.slot_of
+        slots = np.fromiter((slot_of(k) for k in keys), np.intp, len(keys))
+        partitions = table.partition[slots].tolist()
+        kept = [i for i, p in enumerate(partitions) if p in owned]
+        if len(kept) < len(keys):
+            slots = slots[kept]
+        values = changelog_codec.encode_states(table, slots, model_version)
+        send, topic = self.sink.send, self.topic
+        for i, value in zip(kept, values, strict=True):
+            send(topic, value, keys[i].encode(), partitions[i])
+        return len(kept)
 
     def committed(self, positions: Positions) -> None:
         """The input is committed up to `positions`: sequences ended before them get tombstones

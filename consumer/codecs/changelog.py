@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from consumer.engine.state_table import EndedKey, StateTable
 from consumer.model.step import Float32Array
@@ -57,6 +58,31 @@ def encode_state(table: StateTable, key: str, model_version: str) -> bytes:
         len(floats) - table.n_outputs,
     )
     return _header(model_version, 0) + body + floats.tobytes()
+
+
+def encode_states(
+    table: StateTable, slots: npt.NDArray[np.intp], model_version: str
+) -> list[bytes]:
+    """`encode_state` for many slots at once, byte for byte the same: the records have one fixed
+    layout, so they are written as one numpy array, column by column, and cut apart."""
+    n_out = table.n_outputs
+    head = _header(model_version, 0)
+    layout = _layout(len(head), n_out + sum(table.state_sizes))
+    rows = np.empty(len(slots), layout)
+    rows["head"] = np.frombuffer(head, np.uint8)
+    rows["offset"] = table.last_offset[slots]
+    rows["step"] = table.steps[slots]
+    rows["last_seen"] = table.last_seen[slots]
+    rows["n_out"] = n_out
+    rows["n_state"] = layout["floats"].shape[0] - n_out
+    floats = rows["floats"]
+    floats[:, :n_out] = table.last_output[slots]
+    start = n_out
+    for arr, size in zip(table.states, table.state_sizes, strict=True):
+        floats[:, start : start + size] = arr[slots]
+        start += size
+    data, size = rows.tobytes(), layout.itemsize
+    return [data[i : i + size] for i in range(0, len(data), size)]
 
 
 def encode_ended(ended: EndedKey, model_version: str) -> bytes:
