@@ -35,6 +35,7 @@ from consumer.config import Settings
 log = logging.getLogger(__name__)
 
 _RETRY_S = 0.2
+_PROBE_MAX_S = 5.0  # the longest wait for one answer of the group probe
 
 
 _TOPIC_PROBLEMS = (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.UNKNOWN_TOPIC_OR_PART)
@@ -128,21 +129,15 @@ def missing_group_rights(settings: Settings, timeout: float) -> list[str]:
     offsets (which needs DESCRIBE, implied by READ) with a consumer that never joins. Not the
     admin client's group description: librdkafka 2.16 aborts the process (an assertion in
     rd_kafka_enq_once_del_source_return) when the group's coordinator dies during it."""
-    probe = Consumer(
-        {
-            **settings.consumer_properties(),
-            "group.id": settings.group_id,
-            "enable.auto.commit": False,
-            "log_level": 0,
-            "logger": log,
-        }
-    )
     deadline = time.monotonic() + timeout
     refused = [f"READ on group {settings.group_id!r}"]
+    probe = _group_probe(settings)
+    wait = 1.0  # short at first; longer later, for a new client's connections and lookups
     try:
         while True:
             try:
-                probe.committed([TopicPartition(settings.input_topic, 0)], timeout=1.0)
+                left = max(0.1, deadline - time.monotonic())
+                probe.committed([TopicPartition(settings.input_topic, 0)], timeout=min(wait, left))
                 return []
             except KafkaException as exc:
                 code = exc.args[0].code()
@@ -158,8 +153,26 @@ def missing_group_rights(settings: Settings, timeout: float) -> list[str]:
                 err = event.error()
                 if err is not None and err.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
                     return refused
+            # A client whose coordinator died keeps queueing its requests for that broker until
+            # they time out, long after the group moved; a new one looks the coordinator up.
+            probe.close()
+            probe = _group_probe(settings)
+            wait = min(_PROBE_MAX_S, wait * 2)
     finally:
         probe.close()
+
+
+def _group_probe(settings: Settings) -> Consumer:
+    """A consumer of the worker's group that never joins it: it only asks committed offsets."""
+    return Consumer(
+        {
+            **settings.consumer_properties(),
+            "group.id": settings.group_id,
+            "enable.auto.commit": False,
+            "log_level": 0,
+            "logger": log,
+        }
+    )
 
 
 T = TypeVar("T")

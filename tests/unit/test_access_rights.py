@@ -255,3 +255,34 @@ def test_a_worker_starting_during_a_broker_failover_waits_it_out(
     # Long enough for one request to go unanswered (5 s) and be asked again.
     assert _prepare(monkeypatch, admin, startup_timeout_s=10).input_partitions == 4
     assert admin.asked_topics == 2 and admin.asked_groups == 3 and admin.asked_configs == 2
+
+
+class StuckCoordinatorAdmin(AuthorizingAdmin):
+    """The group's coordinator was SIGKILLed as the worker started: the first probe client keeps
+    queueing its requests for the dead broker, so its every request times out; a client made
+    after the group moved looks the new coordinator up and is answered."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.probes = 0
+
+    def probe(self, conf: dict[str, Any]) -> Any:
+        self.probes += 1
+        if self.probes > 1:
+            return super().probe(conf)
+
+        def stuck(partitions: list[Any], timeout: float) -> list[Any]:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "Failed to get committed"))
+
+        return SimpleNamespace(committed=stuck, consume=self.consume, close=lambda: None)
+
+
+def test_a_group_probe_stuck_on_a_dead_coordinator_is_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A worker restarted as the group's coordinator was killed exited after its start-up timeout:
+    # its one probe client asked the dead broker until then (the group had moved in 9 s).
+    rights: dict[str, set[AclOperation] | None] = {t: {READ, WRITE} for t in ALL_TOPICS}
+    admin = StuckCoordinatorAdmin(dict(ALL_TOPICS), rights, group_rights={READ})
+    assert _prepare(monkeypatch, admin, startup_timeout_s=5).input_partitions == 4
+    assert admin.probes == 2
