@@ -188,7 +188,9 @@ class Metrics:
         )
         # Commit (or transaction) cost and failures by kind.
         self.commit_seconds = histogram(
-            "commit_seconds", "Time to flush, check deliveries and commit.", COMMIT_BUCKETS
+            "commit_seconds",
+            "One checkpoint, from taking its positions to their commit.",
+            COMMIT_BUCKETS,
         )
         self.commit_failures = counter("commit_failures", "Failed commits, by kind.", ["kind"])
         # Group churn; "lost" means the worker was too slow and state was dropped.
