@@ -26,7 +26,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,7 +34,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from consumer.changelog_writer import ChangelogWriter, Positions, Record
 from consumer.logging_setup import log_event
-from consumer.metrics import Metrics
+from consumer.metrics import CommitStep, Metrics
 from consumer.sink import DeliveryFailedError, Epoch, Sink
 
 __all__ = ["Checkpointer", "Outcome", "Positions", "StuckTransactionError"]
@@ -160,9 +160,10 @@ class Checkpointer:
         the module's docstring); `advance` carries it on. False if one is already under way."""
         if self._in_flight is not None:
             return False
-        self._in_flight = _InFlight(
-            dict(positions), self.sink.seal(), self.changelog.collect(owned), time.monotonic()
-        )
+        with self._step("take"):
+            started = time.monotonic()
+            records = self.changelog.collect(owned)
+            self._in_flight = _InFlight(dict(positions), self.sink.seal(), records, started)
         return True
 
     def advance(self, consumer: Consumer, owned: Collection[int]) -> Progress:
@@ -177,7 +178,8 @@ class Checkpointer:
             if f.changelog is None:
                 if not f.outputs.delivered:
                     return "pending"
-                self.changelog.send(f.records, owned)
+                with self._step("changelog"):
+                    self.changelog.send(f.records, owned)
                 f.records = []
                 f.changelog = self.sink.seal()
             if not f.changelog.delivered:
@@ -185,7 +187,8 @@ class Checkpointer:
             self._in_flight = None
             positions = {p: o for p, o in f.positions.items() if p in owned}
             if positions:
-                consumer.commit(offsets=self._offsets(positions), asynchronous=False)
+                with self._step("offsets"):
+                    consumer.commit(offsets=self._offsets(positions), asynchronous=False)
         except DeliveryFailedError as exc:
             self._in_flight = None
             self.metrics.count_commit_failure("delivery")
@@ -224,30 +227,50 @@ class Checkpointer:
         started = time.monotonic()
         offsets = self._offsets(positions)
         if self.transactional:
-            self.changelog.write(owned)
+            with self._step("changelog"):
+                self.changelog.write(owned)
             # A failed delivery makes commit_transaction fail; one already reported is raised
             # here instead, so that a committed transaction is never followed by a failure.
             self.sink.raise_failures()
             producer = self._producer()
             if offsets:
                 metadata = consumer.consumer_group_metadata()
+                with self._step("send_offsets"):
+                    self._bounded(
+                        "send_offsets_to_transaction",
+                        lambda: producer.send_offsets_to_transaction(
+                            offsets, metadata, self.timeout_s
+                        ),
+                    )
+            with self._step("commit_transaction"):
                 self._bounded(
-                    "send_offsets_to_transaction",
-                    lambda: producer.send_offsets_to_transaction(offsets, metadata, self.timeout_s),
+                    "commit_transaction", lambda: producer.commit_transaction(self.timeout_s)
                 )
-            self._bounded("commit_transaction", lambda: producer.commit_transaction(self.timeout_s))
             self.in_transaction = False
         else:
-            self.sink.flush(self.timeout_s)
-            if self._in_flight is not None:  # its records first: older states of its keys
-                self.changelog.send(self._in_flight.records, owned)
-                self._in_flight = None
-            self.changelog.write(owned)
-            self.sink.flush(self.timeout_s)
+            with self._step("flush"):
+                self.sink.flush(self.timeout_s)
+            with self._step("changelog"):
+                if self._in_flight is not None:  # its records first: older states of its keys
+                    self.changelog.send(self._in_flight.records, owned)
+                    self._in_flight = None
+                self.changelog.write(owned)
+            with self._step("flush"):
+                self.sink.flush(self.timeout_s)
             if offsets:
-                consumer.commit(offsets=offsets, asynchronous=False)
+                with self._step("offsets"):
+                    consumer.commit(offsets=offsets, asynchronous=False)
         self.changelog.committed(positions)
         self.metrics.observe_commit(time.monotonic() - started)
+
+    @contextlib.contextmanager
+    def _step(self, step: CommitStep) -> Iterator[None]:
+        """Time a step that holds the loop (`commit_blocked_seconds`)."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.metrics.observe_commit_step(step, time.monotonic() - started)
 
     def _offsets(self, positions: Positions) -> list[TopicPartition]:
         return [TopicPartition(self.input_topic, p, o) for p, o in sorted(positions.items())]

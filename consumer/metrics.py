@@ -34,6 +34,11 @@ RebalanceKind = Literal["assign", "revoke", "lost"]
 REBALANCE_KINDS: tuple[RebalanceKind, ...] = get_args(RebalanceKind)
 CommitFailure = Literal["delivery", "offset_commit", "transaction_abort", "producer_fenced"]
 COMMIT_FAILURES: tuple[CommitFailure, ...] = get_args(CommitFailure)
+# The parts of a checkpoint that hold the loop (it consumes nothing meanwhile): taking the
+# positions and the changed states, writing the changelog, flushing the producer, committing the
+# offsets; exactly-once, sending the offsets into the transaction and committing it.
+CommitStep = Literal["take", "changelog", "flush", "offsets", "send_offsets", "commit_transaction"]
+COMMIT_STEPS: tuple[CommitStep, ...] = get_args(CommitStep)
 
 STEP_BUCKETS = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
 LATENCY_BUCKETS = (1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -193,6 +198,14 @@ class Metrics:
             COMMIT_BUCKETS,
         )
         self.commit_failures = counter("commit_failures", "Failed commits, by kind.", ["kind"])
+        self.commit_blocked_seconds = Histogram(
+            "commit_blocked_seconds",
+            "Time a checkpoint's steps held the loop (nothing consumed meanwhile), by step.",
+            ["step"],
+            buckets=COMMIT_BUCKETS,
+            namespace=ns,
+            registry=registry,
+        )
         # Group churn; "lost" means the worker was too slow and state was dropped.
         self.rebalances = counter("rebalances", "Rebalance callbacks, by kind.", ["kind"])
         self.assigned_partitions = gauge("assigned_partitions", "Input partitions assigned.")
@@ -226,6 +239,8 @@ class Metrics:
         self.start_time_seconds.set(self.start_time)
         self._ended = {r: self.sequences_ended.labels(reason=r) for r in END_REASONS}
         self._commit_failures = {k: self.commit_failures.labels(kind=k) for k in COMMIT_FAILURES}
+        # Every step's series from the start, at zero, so that rates of each exist at once.
+        self._commit_steps = {s: self.commit_blocked_seconds.labels(step=s) for s in COMMIT_STEPS}
         self._rebalances = {k: self.rebalances.labels(kind=k) for k in REBALANCE_KINDS}
         # Every reason present from the start, so rate() and "by reason" panels work from zero.
         self._dlq = {r: self.dlq_records.labels(reason=r) for r in DLQ_REASONS}
@@ -308,6 +323,9 @@ class Metrics:
 
     def observe_commit(self, seconds: float) -> None:
         self.commit_seconds.observe(seconds)
+
+    def observe_commit_step(self, step: CommitStep, seconds: float) -> None:
+        self._commit_steps[step].observe(seconds)
 
     def count_commit_failure(self, kind: CommitFailure) -> None:
         self._commit_failures[kind].inc()

@@ -21,6 +21,13 @@ def states(f: Fakes) -> list[tuple[bytes | None, int, int]]:
     return out
 
 
+def step_counts(f: Fakes) -> dict[str, float]:
+    """How often each checkpoint step held the loop so far (`commit_blocked_seconds`)."""
+    (family,) = f.runner.metrics.commit_blocked_seconds.collect()
+    samples = family.samples
+    return {s.labels["step"]: s.value for s in samples if s.name.endswith("_count")}
+
+
 def loop_iteration(f: Fakes) -> None:
     """What the loop does after a batch: serve delivery reports, carry the checkpoint on."""
     f.runner.sink.serve()
@@ -31,6 +38,7 @@ def test_the_loop_goes_on_while_a_checkpoint_waits_and_commits_what_it_took() ->
     f = make_runner()
     r = f.runner
     f.assign(0)
+    before = step_counts(f)
     f.producer.hold = True  # the broker has not acknowledged anything yet
     r._process([sample("a", 0, 0)])  # type: ignore[list-item]
     r._start_checkpoint()
@@ -45,7 +53,14 @@ def test_the_loop_goes_on_while_a_checkpoint_waits_and_commits_what_it_took() ->
     assert states(f) == [(b"a", 0, 1)]  # offset 0, step 1: not the later record's state
     loop_iteration(f)  # the state acknowledged: the offsets the checkpoint took
     assert f.consumer.commits == [[(0, 1)]]
-    assert r.checkpointer.advance(f.consumer, r.assigned) == "nothing"  # none under way now
+    assert r.checkpointer.advance(r.consumer, r.assigned) == "nothing"  # none under way now
+    # What held the loop: taking the checkpoint, handing its states over, the offset commit;
+    # no flush (the assignment's checkpoint before, a whole one, had two).
+    after = step_counts(f)
+    assert {k: after[k] - before[k] for k in after} == {
+        "take": 1, "changelog": 1, "flush": 0, "offsets": 1, "send_offsets": 0,
+        "commit_transaction": 0,
+    }  # fmt: skip
 
 
 def test_a_second_interval_waits_for_the_checkpoint_under_way() -> None:

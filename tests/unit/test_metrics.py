@@ -45,6 +45,7 @@ EXPECTED = {
     "lstm_scorer_restored_states_corrupt",
     "lstm_scorer_commit_seconds",
     "lstm_scorer_commit_failures",
+    "lstm_scorer_commit_blocked_seconds",
     "lstm_scorer_rebalances",
     "lstm_scorer_assigned_partitions",
     "lstm_scorer_consumer_lag_records",
