@@ -74,14 +74,16 @@ rollout-demo: $(STAMP)
 	$(BIN)/python -m producer_sim demo --rollout-after-s 30
 
 # Benchmarks side by side (BENCHMARKS.md): the engine against the Keras approaches, the service
-# against a passthrough and kcat (Debian's package, installed if missing) on a local broker of
-# their own. Results in bench/results/.
+# against a passthrough, kcat (Debian's package, installed if missing) and a Quix Streams
+# application (in a virtual environment of its own, built if missing) on a local broker of their
+# own. Results in bench/results/.
 .PHONY: bench bench-quick bench-startup bench-tools
 bench: $(STAMP) bench-tools
 	$(BIN)/python -m bench
 
 bench-tools:
 	bash scripts/install-kcat.sh
+	bash scripts/install-quix-peer.sh
 
 # Worker start-up, RSS and installed size: the TensorFlow-free worker against the TensorFlow loader.
 bench-startup: $(STAMP)

@@ -3,6 +3,7 @@ started on a set of topics with one delivery guarantee."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -48,7 +49,13 @@ class Pipeline:
         return f"{self.group}-state-changelog"
 
 
-def pipeline(cluster: Cluster, input_topic: str, guarantee: Guarantee, partitions: int) -> Pipeline:
+def pipeline(
+    cluster: Cluster,
+    input_topic: str,
+    guarantee: Guarantee,
+    partitions: int,
+    output_config: Mapping[str, str] | None = None,
+) -> Pipeline:
     """A new group reading `input_topic`, with its output, dead-letter and changelog topics.
 
     The topics are created here, each with a leader for every partition, rather than by the
@@ -56,7 +63,7 @@ def pipeline(cluster: Cluster, input_topic: str, guarantee: Guarantee, partition
     ask for offsets before the partitions have a leader, and fail.
     """
     p = Pipeline(input_topic, unique("out"), unique("dlq"), unique("group"), guarantee)
-    cluster.topics.create_named(p.output, partitions)
+    cluster.topics.create_named(p.output, partitions, output_config)
     cluster.topics.create_named(p.dlq, 1)
     cluster.topics.create_named(p.changelog, partitions, {"cleanup.policy": "compact"})
     return p

@@ -19,7 +19,7 @@ import orjson
 from confluent_kafka import Message, Producer
 from confluent_kafka.admin import AdminClient
 
-from consumer.codecs.inputs import encode_input
+from consumer.codecs.inputs import InputRecord, decode_input, encode_input
 from consumer.codecs.outputs import OutputRecord, decode_output
 from consumer.commands import replay
 from producer_sim.cluster.env import TF_DEFAULTS, child_env
@@ -178,6 +178,22 @@ def produce(bootstrap: str, topic: str, records: Iterable[Record]) -> int:
         n += 1
     assert producer.flush(60) == 0
     return n
+
+
+def topic_inputs(bootstrap: str, topic: str, partitions: int) -> list[InputRecord]:
+    """An input topic as it lies, every record decoded with its position (all valid)."""
+    quiet = QuietReader(bootstrap, topic, partitions)
+    try:
+        msgs = quiet.read_until_quiet(2.0, 60.0)
+    finally:
+        quiet.close()
+    records = []
+    for m in msgs:
+        rec = decode_input(m.key(), m.value(), n_features=3, partition=m.partition() or 0,
+                           offset=m.offset() or 0)  # fmt: skip
+        assert isinstance(rec, InputRecord), rec
+        records.append(rec)
+    return records
 
 
 def decoded(msgs: Iterable[Message]) -> list[OutputRecord]:

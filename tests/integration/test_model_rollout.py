@@ -11,13 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from consumer.codecs.inputs import InputRecord, decode_input, encode_input
+from consumer.codecs.inputs import InputRecord, encode_input
 from consumer.codecs.outputs import OutputRecord
 from consumer.model import load_plan
 from producer_sim.cluster.worker import Worker
 from tests.kafka_harness import NewTopicFactory, QuietReader
 from tests.keras_oracle import Ident, expected_outputs
-from tests.service_harness import Deployment, Record, decoded, produce, save_user_model
+from tests.service_harness import (
+    Deployment,
+    Record,
+    decoded,
+    produce,
+    save_user_model,
+    topic_inputs,
+)
 
 PARTITIONS = 4
 TOLERANCE = 1e-5
@@ -87,19 +94,7 @@ def samples(
 
 
 def input_records(svc: Deployment) -> list[InputRecord]:
-    """The input topic as it lies, every record decoded with its position."""
-    quiet = QuietReader(svc.bootstrap, svc.input, PARTITIONS)
-    try:
-        msgs = quiet.read_until_quiet(2.0, 60.0)
-    finally:
-        quiet.close()
-    records = []
-    for m in msgs:
-        rec = decode_input(m.key(), m.value(), n_features=3, partition=m.partition() or 0,
-                           offset=m.offset() or 0)  # fmt: skip
-        assert isinstance(rec, InputRecord)
-        records.append(rec)
-    return records
+    return topic_inputs(svc.bootstrap, svc.input, PARTITIONS)
 
 
 def identified(outputs: list[OutputRecord]) -> dict[Ident, list[OutputRecord]]:

@@ -74,6 +74,8 @@ def full_sections() -> report.Sections:
             Throughput("service", "at-least-once", 1000, 10, 50_000.0, 1.0),
             Throughput("passthrough", "exactly-once", 100, 10, 80_000.0, 1.0),
             Throughput("service", "exactly-once", 100, 10, 60_000.0, 1.0),
+            Throughput("quix", "at-least-once", 1000, 10, 4_000.0, 1.0),
+            Throughput("quix", "exactly-once", 100, 10, 10_000.0, 1.0),
         ),
         latency=(
             _latency("at-least-once", 0.25, 10.0),
@@ -97,6 +99,9 @@ def test_headline_figures_from_the_sections() -> None:
     assert h["kcat_samples_per_s"] == 200_000.0  # kcat runs at-least-once only: both ratios use it
     assert h["e2e_ratio_vs_kcat_alo"] == pytest.approx(0.25)
     assert h["e2e_ratio_vs_kcat_eos"] == pytest.approx(0.3)
+    assert (h["quix_samples_per_s_alo"], h["quix_samples_per_s_eos"]) == (4_000.0, 10_000.0)
+    assert h["e2e_ratio_vs_quix_alo"] == pytest.approx(12.5)  # each guarantee against its own
+    assert h["e2e_ratio_vs_quix_eos"] == pytest.approx(6.0)
     assert (h["p99_ms_at_50pct_alo"], h["p99_ms_at_50pct_eos"]) == (40.0, 300.0)
     assert h["restore_keys_per_s"] == 250_000.0
     met = {k: v["met"] for k, v in report.goals(h).items()}
@@ -108,9 +113,11 @@ def test_headline_figures_from_the_sections() -> None:
         "e2e_ratio_vs_passthrough_eos": True,
         "e2e_ratio_vs_kcat_alo": False,
         "e2e_ratio_vs_kcat_eos": False,
+        "e2e_ratio_vs_quix_alo": True,
+        "e2e_ratio_vs_quix_eos": False,
         "p99_ms_at_50pct_alo": True,
         "p99_ms_at_50pct_eos": False,
-        "restore_keys_per_s": True,
+        "restore_keys_per_s": False,  # 250,000 against at least 300,000
     }
 
 
