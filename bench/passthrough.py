@@ -34,7 +34,7 @@ class Passthrough:
         self.settings = settings
         self.transactional = settings.guarantee == "exactly-once"
         self.consumer: Consumer = new_consumer(settings, self._on_error)
-        self.sink = Sink(epochs=not self.transactional)  # as the service: the same callbacks
+        self.sink = Sink()
         self.sink.attach(new_producer(settings, self._on_error, self.sink.on_delivery))
         if self.transactional:
             self._producer().init_transactions(60)

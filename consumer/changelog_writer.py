@@ -21,7 +21,6 @@ from consumer.metrics import Metrics
 from consumer.sink import Sink
 
 Positions = dict[int, int]  # input partition -> next offset to read
-Record = tuple[bytes | None, bytes, int]  # value (None: a tombstone), key, changelog partition
 # Every state table with the model version its states belong to, in the order to write them.
 Tables = Callable[[], Sequence[tuple[StateTable, str]]]
 
@@ -49,13 +48,8 @@ class ChangelogWriter:
 
     def write(self, owned: Collection[int]) -> None:
         """Hand the changed keys' records and the pending tombstones to the sink."""
-        self.send(self.collect(owned), owned)
-
-    def collect(self, owned: Collection[int]) -> list[Record]:
-        """The records `write` would send now: the changed keys' states as they are at this
-        moment, their ends, and the pending tombstones. Taken: the keys are no longer dirty."""
         tables = self.tables()
-        records: list[Record] = []
+        written = 0
         for table, model_version in tables:
             live: list[str] = []
             for key in table.take_dirty():
@@ -66,28 +60,19 @@ class ChangelogWriter:
                 # No slot and no end: dropped with its partition, the new owner writes it.
                 if ended is not None and ended.partition in owned:
                     value = changelog_codec.encode_ended(ended, model_version)
-                    records.append((value, key.encode(), ended.partition))
-            records += self._states(table, live, model_version, owned)
+                    self.sink.send(self.topic, value, key.encode(), ended.partition)
+                    written += 1
+            written += self._write_states(table, live, model_version, owned)
         for key, partition in self._tombstones.items():
             if partition in owned and not any(key in t or key in t.ended for t, _ in tables):
-                records.append((None, key.encode(), partition))
-        self._tombstones.clear()
-        return records
-
-    def send(self, records: list[Record], owned: Collection[int]) -> None:
-        """Hand collected records to the sink, but only those of partitions still owned: a
-        record of a partition revoked or lost since would overwrite what its new owner wrote."""
-        send, topic = self.sink.send, self.topic
-        written = 0
-        for value, key, partition in records:
-            if partition in owned:
-                send(topic, value, key, partition)
+                self.sink.send(self.topic, None, key.encode(), partition)
                 written += 1
+        self._tombstones.clear()
         self.metrics.count_changelog(written)
 
-    def _states(
+    def _write_states(
         self, table: StateTable, keys: list[str], model_version: str, owned: Collection[int]
-    ) -> list[Record]:
+    ) -> int:
         """The live states of `keys` whose partitions are owned, encoded together."""
         slot_of = table.slot_of
         slots = np.fromiter((slot_of(k) for k in keys), np.intp, len(keys))
@@ -96,7 +81,10 @@ class ChangelogWriter:
         if len(kept) < len(keys):
             slots = slots[kept]
         values = changelog_codec.encode_states(table, slots, model_version)
-        return [(v, keys[i].encode(), partitions[i]) for i, v in zip(kept, values, strict=True)]
+        send, topic = self.sink.send, self.topic
+        for i, value in zip(kept, values, strict=True):
+            send(topic, value, keys[i].encode(), partitions[i])
+        return len(kept)
 
     def committed(self, positions: Positions) -> None:
         """The input is committed up to `positions`: sequences ended before them get tombstones

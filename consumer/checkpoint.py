@@ -7,11 +7,6 @@ At-least-once:
   2. write the latest state of every key changed since the last checkpoint to the changelog
      (`consumer.changelog_writer`), flush, fail on any undelivered;
   3. commit the input offsets (offset + 1).
-The same order runs without stopping the loop (`start`, then `advance` on every loop iteration):
-the positions, the delivery epoch of every output they cover (`sink.Epoch`) and the changed keys'
-states are taken at once; the states are handed to the producer once that epoch is delivered, and
-the positions committed once the states' epoch is. Revokes, assignments and the shutdown still
-run the whole checkpoint at once (`checkpoint`), finishing one in flight first.
 
 Exactly-once: the same records and the input offsets go into the open transaction, which is
 committed; a read_committed reader sees all of it or none of it.
@@ -27,15 +22,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
 from typing import Literal
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from consumer.changelog_writer import ChangelogWriter, Positions, Record
+from consumer.changelog_writer import ChangelogWriter, Positions
 from consumer.logging_setup import log_event
 from consumer.metrics import CommitStep, Metrics
-from consumer.sink import DeliveryFailedError, Epoch, Sink
+from consumer.sink import DeliveryFailedError, Sink
 
 __all__ = ["Checkpointer", "Outcome", "Positions", "StuckTransactionError"]
 
@@ -44,18 +38,6 @@ _GRACE_S = 10.0  # beyond a transactional call's own timeout, before it counts a
 
 # committed; nothing to commit; failed, try again at the next one; failed, rewind first
 Outcome = Literal["committed", "nothing", "failed", "rewind"]
-Progress = Outcome | Literal["pending"]  # `advance`: pending while deliveries are awaited
-
-
-@dataclass
-class _InFlight:
-    """An at-least-once checkpoint under way (`Checkpointer.start`)."""
-
-    positions: Positions
-    outputs: Epoch  # every record sent before the positions were taken
-    records: list[Record]  # the changed keys' changelog records, as they were then
-    started: float
-    changelog: Epoch | None = None  # the records' own epoch, once they are sent
 
 
 class StuckTransactionError(RuntimeError):
@@ -87,7 +69,6 @@ class Checkpointer:
         self.keep_trying = keep_trying
         self.timeout_s = timeout_s
         self.in_transaction = False
-        self._in_flight: _InFlight | None = None
 
     # -- the producer and its transaction ---------------------------------------------------
 
@@ -155,55 +136,6 @@ class Checkpointer:
             return "rewind" if self.failed(exc.args[0]) else "failed"
         return "committed"
 
-    def start(self, positions: Positions, owned: Collection[int]) -> bool:
-        """At-least-once: take a checkpoint of `positions` without waiting for any delivery (see
-        the module's docstring); `advance` carries it on. False if one is already under way."""
-        if self._in_flight is not None:
-            return False
-        with self._step("take"):
-            started = time.monotonic()
-            records = self.changelog.collect(owned)
-            self._in_flight = _InFlight(dict(positions), self.sink.seal(), records, started)
-        return True
-
-    def advance(self, consumer: Consumer, owned: Collection[int]) -> Progress:
-        """Carry the checkpoint under way one step on, as far as its deliveries allow; failures
-        handled as `checkpoint` handles them."""
-        f = self._in_flight
-        if f is None:
-            return "nothing"
-        try:
-            if f.outputs.failed or (f.changelog is not None and f.changelog.failed):
-                self.sink.raise_failures()
-            if f.changelog is None:
-                if not f.outputs.delivered:
-                    return "pending"
-                with self._step("changelog"):
-                    self.changelog.send(f.records, owned)
-                f.records = []
-                f.changelog = self.sink.seal()
-            if not f.changelog.delivered:
-                return "pending"
-            self._in_flight = None
-            positions = {p: o for p, o in f.positions.items() if p in owned}
-            if positions:
-                with self._step("offsets"):
-                    consumer.commit(offsets=self._offsets(positions), asynchronous=False)
-        except DeliveryFailedError as exc:
-            self._in_flight = None
-            self.metrics.count_commit_failure("delivery")
-            log_event(log, "commit_failed", level=logging.ERROR, reason=str(exc))
-            return "rewind"
-        except KafkaException as exc:
-            return "rewind" if self.failed(exc.args[0]) else "failed"
-        self.changelog.committed(positions)
-        self.metrics.observe_commit(time.monotonic() - f.started)
-        return "committed"
-
-    def forget(self) -> None:
-        """After a rewind: the checkpoint under way covers state that is gone."""
-        self._in_flight = None
-
     def failed(self, err: KafkaError) -> bool:
         """A commit, or exactly-once a produce into the open transaction, failed with `err`.
         Whether the caller must rewind: at-least-once the offsets are simply committed again at
@@ -225,7 +157,7 @@ class Checkpointer:
         """The checkpoint itself; raises (DeliveryFailedError, StuckTransactionError,
         KafkaException) if it did not happen."""
         started = time.monotonic()
-        offsets = self._offsets(positions)
+        offsets = [TopicPartition(self.input_topic, p, o) for p, o in sorted(positions.items())]
         if self.transactional:
             with self._step("changelog"):
                 self.changelog.write(owned)
@@ -251,9 +183,6 @@ class Checkpointer:
             with self._step("flush"):
                 self.sink.flush(self.timeout_s)
             with self._step("changelog"):
-                if self._in_flight is not None:  # its records first: older states of its keys
-                    self.changelog.send(self._in_flight.records, owned)
-                    self._in_flight = None
                 self.changelog.write(owned)
             with self._step("flush"):
                 self.sink.flush(self.timeout_s)
@@ -271,9 +200,6 @@ class Checkpointer:
             yield
         finally:
             self.metrics.observe_commit_step(step, time.monotonic() - started)
-
-    def _offsets(self, positions: Positions) -> list[TopicPartition]:
-        return [TopicPartition(self.input_topic, p, o) for p, o in sorted(positions.items())]
 
     def _bounded(self, what: str, call: Callable[[], None]) -> None:
         """Run a transactional call, giving up on it shortly after its own timeout: librdkafka

@@ -68,10 +68,8 @@ def producer_config(
         **settings.producer_properties(),
         "partitioner": "murmur2_random",
         "enable.idempotence": True,
-        # A failed delivery must stop the next commit. Exactly-once, the transaction's commit says
-        # the rest were delivered; at-least-once, a checkpoint counts every acknowledgement
-        # (`sink.Epoch`) instead of waiting for a flush.
-        "delivery.report.only.error": settings.guarantee == "exactly-once",
+        # Successful deliveries need no callback; a failed one must stop the next commit.
+        "delivery.report.only.error": True,
         "on_delivery": on_delivery,
         "error_cb": on_error,
     }

@@ -34,10 +34,10 @@ RebalanceKind = Literal["assign", "revoke", "lost"]
 REBALANCE_KINDS: tuple[RebalanceKind, ...] = get_args(RebalanceKind)
 CommitFailure = Literal["delivery", "offset_commit", "transaction_abort", "producer_fenced"]
 COMMIT_FAILURES: tuple[CommitFailure, ...] = get_args(CommitFailure)
-# The parts of a checkpoint that hold the loop (it consumes nothing meanwhile): taking the
-# positions and the changed states, writing the changelog, flushing the producer, committing the
-# offsets; exactly-once, sending the offsets into the transaction and committing it.
-CommitStep = Literal["take", "changelog", "flush", "offsets", "send_offsets", "commit_transaction"]
+# The parts of a checkpoint, each of which holds the loop (it consumes nothing meanwhile): writing
+# the changelog, flushing the producer, committing the offsets; exactly-once, sending the offsets
+# into the transaction and committing it.
+CommitStep = Literal["changelog", "flush", "offsets", "send_offsets", "commit_transaction"]
 COMMIT_STEPS: tuple[CommitStep, ...] = get_args(CommitStep)
 
 STEP_BUCKETS = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
@@ -194,7 +194,7 @@ class Metrics:
         # Commit (or transaction) cost and failures by kind.
         self.commit_seconds = histogram(
             "commit_seconds",
-            "One checkpoint, from taking its positions to their commit.",
+            "Time to flush, check deliveries and commit.",
             COMMIT_BUCKETS,
         )
         self.commit_failures = counter("commit_failures", "Failed commits, by kind.", ["kind"])

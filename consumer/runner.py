@@ -88,8 +88,7 @@ class Runner:
         self.shadow = shadow
         self.reloader = ModelReloader(self.store, metrics.rollout, poll_s=settings.model_poll_s)
         self.transactional = settings.guarantee == "exactly-once"
-        # At-least-once, checkpoints count acknowledgements instead of flushing (`Checkpointer`).
-        self.sink = Sink(epochs=not self.transactional)
+        self.sink = Sink()
         self.changelog = ChangelogWriter(
             sink=self.sink,
             tables=lambda: [(e.table, e.step_fn.version) for e in self.models.engines()],
@@ -166,13 +165,8 @@ class Runner:
                 # worker has nothing to space out: the first batch after idleness is committed
                 # at once, not up to an interval after it was delivered.
                 if now >= next_commit and (self._uncommitted or self.changelog.pending()):
-                    if self.transactional:
-                        self._checkpoint()
-                    else:
-                        self._start_checkpoint()
+                    self._checkpoint()
                     next_commit = time.monotonic() + commit_every
-                if not self.transactional:
-                    self._advance_checkpoint()
             self._checkpoint()
             clean = True
         finally:
@@ -423,26 +417,9 @@ class Runner:
         elif outcome == "rewind":
             self._rewind()
 
-    def _start_checkpoint(self) -> None:
-        """At-least-once: a checkpoint that does not stop the loop (`_advance_checkpoint`)."""
-        if self.failed or self._detached:
-            return
-        if self.checkpointer.start(self.positions, self.assigned):
-            self._uncommitted = False
-
-    def _advance_checkpoint(self) -> None:
-        if self.failed or self._detached:
-            return
-        progress = self.checkpointer.advance(self.consumer, self.assigned)
-        if progress == "failed":
-            self._uncommitted = True  # committed again at the next interval
-        elif progress == "rewind":
-            self._rewind()
-
     def _rewind(self) -> None:
         """Back to the last commit: drop state, restore it, and read again from the offsets."""
         parts = sorted(self.assigned)
-        self.checkpointer.forget()
         self.restorer.abandon(parts)
         self.models.drop_partitions(parts)
         self.models.take_dirty()

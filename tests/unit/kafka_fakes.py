@@ -97,12 +97,6 @@ class FakeProducer:
         self.fail_abort: Exception | None = None
         self.stuck = threading.Event()  # set: send_offsets_to_transaction waits for `release`
         self.release = threading.Event()
-        # Records given a delivery callback of their own, reported on the next poll or flush
-        # (librdkafka's per-message on_delivery); `fail_delivery` fails the reports, `hold`
-        # keeps them unreported (a broker slow to acknowledge).
-        self.unreported: list[tuple[Callable[[KafkaError | None, Any], None], Produced]] = []
-        self.fail_delivery: KafkaError | None = None
-        self.hold = False
 
     def init_transactions(self, timeout: float) -> None:
         self.calls.append("init")
@@ -111,15 +105,12 @@ class FakeProducer:
         self.calls.append("begin")
 
     def produce(self, topic: str, value: bytes | None, key: bytes | None, partition: int = -1,
-                on_delivery: Callable[[KafkaError | None, Any], None] | None = None,
                 **_: object) -> None:  # fmt: skip
         if self.fail_produce is not None:
             raise self.fail_produce
         record = Produced(topic, value, key, partition)
         self.produced.append(record)
         self.in_transaction.append(record)
-        if on_delivery is not None:
-            self.unreported.append((on_delivery, record))
 
     def send_offsets_to_transaction(self, offsets: list[TopicPartition], meta: object,
                                     timeout: float) -> None:  # fmt: skip
@@ -146,32 +137,21 @@ class FakeProducer:
     def poll(self, timeout: float = 0) -> int:
         purged, self.purged = self.purged, []
         for record in purged:
-            self.on_delivery(KafkaError(KafkaError._PURGE_INFLIGHT), _message(record))
-        served = len(purged)
-        if not self.hold:
-            reports, self.unreported = self.unreported, []
-            for callback, record in reports:
-                callback(self.fail_delivery, _message(record))
-            served += len(reports)
-        return served
+            msg = FakeMessage(record.key, record.value, partition=record.partition, offset=-1,
+                              topic=record.topic)  # fmt: skip
+            self.on_delivery(KafkaError(KafkaError._PURGE_INFLIGHT), msg)
+        return len(purged)
 
     def flush(self, timeout: float = 0) -> int:
         if self.fail_abort is not None:
             raise self.fail_abort
-        if self.hold:
-            return len(self.unreported)
         self.poll(0)
         self.committed += self.in_transaction  # at-least-once: everything is delivered
         self.in_transaction = []
         return 0
 
     def __len__(self) -> int:
-        return len(self.unreported)
-
-
-def _message(record: Produced) -> FakeMessage:
-    return FakeMessage(record.key, record.value, partition=record.partition, offset=-1,
-                       topic=record.topic)  # fmt: skip
+        return 0
 
 
 @dataclass

@@ -118,3 +118,20 @@ def test_at_least_once_an_undelivered_record_rewinds_before_any_offset_is_commit
     m.sink.on_delivery(KafkaError(KafkaError._MSG_TIMED_OUT), cast(Any, sample("k", 0, 0)))
     assert m.checkpoint({0: 5}) == "rewind"
     assert cast(FakeConsumer, m.consumer).commits == []
+
+
+@pytest.mark.parametrize("transactional", [False, True])
+def test_each_step_of_a_checkpoint_is_timed(transactional: bool) -> None:
+    """`commit_blocked_seconds{step}`: where a checkpoint holds the loop."""
+    m = Made(transactional=transactional)
+    m.checkpointer.begin()
+    assert m.checkpoint({0: 5}) == "committed"
+    (family,) = m.checkpointer.metrics.commit_blocked_seconds.collect()
+    counts = {s.labels["step"]: s.value for s in family.samples if s.name.endswith("_count")}
+    if transactional:
+        want = {"changelog": 1, "flush": 0, "offsets": 0, "send_offsets": 1,
+                "commit_transaction": 1}  # fmt: skip
+    else:
+        want = {"changelog": 1, "flush": 2, "offsets": 1, "send_offsets": 0,
+                "commit_transaction": 0}  # fmt: skip
+    assert counts == want

@@ -45,9 +45,7 @@ def test_a_batch_that_crashes_commits_nothing(
     # revoke used to checkpoint offsets (or commit the transaction) past the failed batch.
     f = make_runner(guarantee, commit_interval_ms=0)
     f.consumer.before_consume = _assign_first(0)  # type: ignore[assignment]
-    # An empty poll between the batches: an at-least-once checkpoint completes in the loop
-    # iteration after it starts, once its records are acknowledged.
-    f.consumer.batches = [[], [sample("a", 0, 0)], [], [sample("b", 0, 1), sample("c", 0, 2)]]
+    f.consumer.batches = [[], [sample("a", 0, 0)], [sample("b", 0, 1), sample("c", 0, 2)]]
     process = f.runner.models.current.process
     batches: list[int] = []
 
@@ -308,9 +306,7 @@ def test_the_first_batch_after_idleness_is_checkpointed_at_once(
     f.consumer.before_consume = hook
     f.consumer.batches = [[] for _ in range(5)] + [[sample("a", 0, 0)]]
     f.runner.run()
-    # Right after the batch: at-least-once, in the next loop iteration, once the outputs and the
-    # state are acknowledged.
-    assert commits_seen[7] == 1 and f.consumer.commits[0] == [(0, 1)]
+    assert commits_seen[6] == 1 and f.consumer.commits[0] == [(0, 1)]  # right after the batch
     assert commits_seen[-1] == 1  # idle since: no further commits until the stop
 
 
