@@ -1,0 +1,215 @@
+"""A micro-batch of input records decoded at once, the common records as columns.
+
+The common record is one sample without flags: `{"features": [a, b, c]}`, with `ts` or not. Those
+are decoded by a typed msgspec decoder (types checked in C, the row's length fixed by the model)
+and their features land in one float32 array, with no per-record Python object but the key.
+Anything that decoder refuses or doubts (flags, chunks, a missing field, an unknown field, a
+number beyond float32, a `ts` beyond 64 bits, a key that is not plain) goes through
+`decode_input`, record by record, which alone decides a rejection and its reason: the fast path
+only ever accepts, and only what `decode_input` accepts with the same values (a property test
+holds it to that).
+
+Unknown fields send a record to the slow path because msgspec skips their contents unchecked
+(invalid UTF-8 or a number beyond a double in them would pass it), while the contract rejects
+such a document whatever field holds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from consumer.codecs.inputs import (
+    FLOAT32_MAX,
+    MAX_KEY_BYTES,
+    InputRecord,
+    Rejection,
+    decode_input,
+)
+from consumer.model.step import Float32Array
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+
+
+@dataclass(slots=True)
+class Samples:
+    """The batch's plain records (one sample, no flags), column by column, in batch order."""
+
+    keys: list[str]
+    features: Float32Array  # (n, n_features)
+    partitions: npt.NDArray[np.int64]
+    offsets: npt.NDArray[np.int64]
+    ts: list[int | None]  # the records' own `ts`, echoed on their outputs
+    times: npt.NDArray[np.float64]  # record times (Kafka timestamps), seconds
+    positions: npt.NDArray[np.intp]  # index of each in the batch
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def record(self, i: int) -> InputRecord:
+        """Row `i` as the record `decode_input` would have made."""
+        row = [float(v) for v in self.features[i].tolist()]
+        return InputRecord(
+            self.keys[i],
+            [row],
+            False,
+            False,
+            self.ts[i],
+            int(self.partitions[i]),
+            int(self.offsets[i]),
+        )
+
+
+@dataclass(slots=True)
+class DecodedBatch:
+    """A micro-batch after decoding: plain samples as columns, other valid records as objects,
+    rejections by position."""
+
+    samples: Samples
+    records: list[InputRecord] = field(default_factory=list)
+    record_times: list[float] = field(default_factory=list)
+    record_positions: list[int] = field(default_factory=list)
+    rejections: list[tuple[int, Rejection]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.samples) + len(self.records)
+
+    def in_order(self) -> tuple[list[InputRecord], npt.NDArray[np.float64]]:
+        """Every valid record as an object, in batch order, with its record time."""
+        return self.objects(range(len(self.samples)))
+
+    def objects(self, rows: Iterable[int]) -> tuple[list[InputRecord], npt.NDArray[np.float64]]:
+        """These sample rows and the other records, as objects in batch order, with times."""
+        s = self.samples
+        items = [(int(s.positions[i]), s.record(i), float(s.times[i])) for i in rows]
+        items += zip(self.record_positions, self.records, self.record_times, strict=True)
+        items.sort(key=lambda item: item[0])
+        return [r for _, r, _ in items], np.asarray([t for _, _, t in items], np.float64)
+
+
+def records_batch(records: Sequence[InputRecord], times: npt.NDArray[np.float64]) -> DecodedBatch:
+    """A batch of records already decoded, all of them on the object path (tests, replay)."""
+    return DecodedBatch(
+        empty_samples(0),
+        list(records),
+        times.tolist(),
+        list(range(len(records))),
+    )
+
+
+def empty_samples(n_features: int) -> Samples:
+    return Samples(
+        [],
+        np.zeros((0, n_features), np.float32),
+        np.zeros(0, np.int64),
+        np.zeros(0, np.int64),
+        [],
+        np.zeros(0, np.float64),
+        np.zeros(0, np.intp),
+    )
+
+
+@lru_cache(maxsize=8)
+def _sample_decoder(n_features: int) -> msgspec.json.Decoder[Any]:
+    row = tuple.__class_getitem__(tuple([float] * n_features))
+    sample = msgspec.defstruct(
+        "Sample",
+        [("features", row), ("ts", int | None, None)],
+        forbid_unknown_fields=True,
+    )
+    return msgspec.json.Decoder(sample)
+
+
+def decode_batch(
+    keys: Sequence[bytes | None],
+    values: Sequence[bytes | None],
+    partitions: Sequence[int],
+    offsets: Sequence[int],
+    times: npt.NDArray[np.float64],
+    *,
+    n_features: int,
+    max_value_bytes: int,
+) -> DecodedBatch:
+    """Decode one micro-batch (rules: `consumer.codecs.inputs`); `times` are the record times."""
+    n = len(values)
+    decode = _sample_decoder(n_features).decode
+    try:
+        docs: list[Any] = [decode(v) for v in values]  # type: ignore[arg-type]
+    except Exception:
+        docs = [_decoded_or_none(decode, v) for v in values]
+    try:
+        texts: list[str | None] = [k.decode() for k in keys]  # type: ignore[union-attr]
+    except (AttributeError, UnicodeDecodeError):
+        texts = [_key_or_none(k) for k in keys]
+    plain = [
+        doc is not None and text is not None and 0 < len(key) <= MAX_KEY_BYTES  # type: ignore[arg-type]
+        for doc, text, key in zip(docs, texts, keys, strict=True)
+    ]
+    if max(map(len, (v for v in values if v is not None)), default=0) > max_value_bytes:
+        plain = [ok and len(v) <= max_value_bytes for ok, v in zip(plain, values, strict=True)]  # type: ignore[arg-type]
+    at = [i for i in range(n) if plain[i]]
+    features = np.array([docs[i].features for i in at], np.float64).reshape(len(at), n_features)
+    ts: list[int | None] = [docs[i].ts for i in at]
+    fits = np.abs(features).max(axis=1, initial=0.0) <= FLOAT32_MAX
+    if any(t is not None and not _INT64_MIN <= t <= _INT64_MAX for t in ts):
+        fits &= np.array([t is None or _INT64_MIN <= t <= _INT64_MAX for t in ts], np.bool_)
+    if not fits.all():
+        keep = np.flatnonzero(fits).tolist()
+        at, features, ts = [at[j] for j in keep], features[keep], [ts[j] for j in keep]
+    index = np.asarray(at, np.intp)
+    parts = np.asarray(partitions, np.int64)
+    offs = np.asarray(offsets, np.int64)
+    samples = Samples(
+        [texts[i] for i in at],  # type: ignore[misc]
+        features.astype(np.float32),
+        parts[index],
+        offs[index],
+        ts,
+        times[index],
+        index,
+    )
+    batch = DecodedBatch(samples)
+    if len(at) == n:
+        return batch
+    taken = set(at)
+    for i in range(n):
+        if i in taken:
+            continue
+        item = decode_input(
+            keys[i],
+            values[i],
+            n_features=n_features,
+            partition=int(partitions[i]),
+            offset=int(offsets[i]),
+            max_value_bytes=max_value_bytes,
+        )
+        if isinstance(item, InputRecord):
+            batch.records.append(item)
+            batch.record_times.append(float(times[i]))
+            batch.record_positions.append(i)
+        else:
+            batch.rejections.append((i, item))
+    return batch
+
+
+def _decoded_or_none(decode: Any, value: bytes | None) -> Any:
+    try:
+        return decode(value)
+    except Exception:
+        return None
+
+
+def _key_or_none(key: bytes | None) -> str | None:
+    if key is None:
+        return None
+    try:
+        return key.decode()
+    except UnicodeDecodeError:
+        return None
