@@ -58,6 +58,8 @@ class Throughput:
     seconds: float  # the measured window
     mean_batch_records: float | None = None  # the service's micro-batches (from its metrics)
     mean_commit_ms: float | None = None  # the service's checkpoints
+    # The service's loop, µs per record by stage (consume, decode, ..., checkpoint), whole run
+    stage_us: dict[str, float] | None = None
 
 
 def measure_startup(cluster: Cluster, timeout_s: float = 180.0) -> Startup:
@@ -120,6 +122,7 @@ def measure_throughput(
             check=proc.check_alive,
         )
         counters = proc.counters() if isinstance(proc, Worker) else None
+        stage_us = proc.stage_us_per_record() if isinstance(proc, Worker) else None
     finally:
         code = proc.stop()
     if code != 0:
@@ -136,6 +139,7 @@ def measure_throughput(
         rate.seconds,
         counters.mean_batch_records if counters else None,
         counters.mean_commit_ms if counters else None,
+        stage_us,
     )
 
 

@@ -20,6 +20,7 @@ from bench import workload
 from bench.baselines import PaddedWindowScorer
 from bench.memory import rss_bytes
 from bench.models import window_model
+from consumer.codecs.input_batch import DecodedBatch
 from consumer.codecs.inputs import InputRecord
 from consumer.engine.scoring import Engine
 from consumer.engine.state_table import StateTable
@@ -128,18 +129,23 @@ def measured_table(step_fn: StepFunction, n_keys: int, seed: int) -> tuple[Engin
 def time_engine(
     engine: Engine,
     approach: Approach,
-    pool: Sequence[Sequence[InputRecord]],
+    pool: Sequence[Sequence[InputRecord]] | Sequence[DecodedBatch],
     budget_s: float,
     *,
     repeats: int = REPEATS,
     warmup: int | None = None,
 ) -> EngineCase:
-    """`Engine.process` over the pool, batch after batch, in `repeats` runs of `budget_s / repeats`
+    """`Engine.process` (`process_batch` for a pool of decoded columns, the worker's path) over
+    the pool, batch after batch, in `repeats` runs of `budget_s / repeats`
     wall-clock seconds each (at least one batch); only the calls are timed and the best run is
     kept. The first `warmup` records (default: a whole batch) grow buffers and trace compiled
     functions first, untimed."""
     workload.rewind(engine.table)
-    engine.process(pool[0][:warmup], 0.0)
+    first = pool[0]
+    if isinstance(first, DecodedBatch):
+        engine.process_batch(first)
+    else:
+        engine.process(first[:warmup], 0.0)
     runs: list[EngineCase] = []
     cursor = 0
     for _ in range(repeats):
@@ -150,7 +156,11 @@ def time_engine(
                 workload.rewind(engine.table)  # offsets start again from the pool's first
             batch, cursor = pool[cursor], (cursor + 1) % len(pool)
             c0, t0 = time.process_time(), time.perf_counter()
-            result = engine.process(batch, 1.0)
+            result = (
+                engine.process_batch(batch)
+                if isinstance(batch, DecodedBatch)
+                else engine.process(batch, 1.0)
+            )
             seconds += time.perf_counter() - t0
             cpu += time.process_time() - c0
             samples += result.samples
@@ -209,7 +219,8 @@ def run(
         rng = np.random.default_rng(seed + n_keys)
         for batch in plan.batches:
             pool = workload.record_pool(n_keys, batch, _POOL_RECORDS // batch, rng)
-            cases.append(time_engine(engine, "numpy", pool, plan.budget_s))
+            columns = [workload.as_columns(records) for records in pool]
+            cases.append(time_engine(engine, "numpy", columns, plan.budget_s))
             progress(describe(cases[-1]))
         if n_keys == plan.baseline_keys:
             cases += _keras_cases(model_path, engine.table, plan, rng, progress)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from bench.memory import rss_bytes
 from producer_sim.cluster import REPO, worker
 from producer_sim.cluster.ports import free_port
@@ -55,6 +57,21 @@ class Worker(worker.Worker):
 
     def rss(self) -> int:
         return rss_bytes(self.pid)
+
+    def stage_us_per_record(self) -> dict[str, float]:
+        """Microseconds per consumed record spent in each stage of the loop, over its life."""
+        status, body = self.http("/metrics")
+        if status != 200:
+            raise RuntimeError(f"/metrics answered {status}")
+        seconds: dict[str, float] = {}
+        records = 0.0
+        for family in text_string_to_metric_families(body.decode()):
+            for sample in family.samples:
+                if sample.name == "lstm_scorer_stage_seconds_total":
+                    seconds[sample.labels["stage"]] = sample.value
+                elif sample.name == "lstm_scorer_records_consumed_total":
+                    records += sample.value
+        return {stage: 1e6 * s / records if records else 0.0 for stage, s in seconds.items()}
 
     def counters(self) -> WorkerCounters:
         """The counters the benchmarks explain their figures with, summed over every series."""

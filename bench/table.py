@@ -81,6 +81,14 @@ def e2e_lines(e2e: dict[str, Any]) -> list[str]:
         ]
         header = ["process", "guarantee", "interval ms", "records/s", "batch", "commit ms"]
         lines += _grid(header, rows)
+        staged = [t for t in e2e["throughput"] if t.get("stage_us")]
+        if staged:
+            stages = list(staged[0]["stage_us"])
+            rows = [
+                [stage, *(_num(t["stage_us"].get(stage), 2) for t in staged)] for stage in stages
+            ]
+            rows.append(["total", *(_num(sum(t["stage_us"].values()), 2) for t in staged)])
+            lines += _grid(["µs per record", *(t["guarantee"] for t in staged)], rows)
     if e2e.get("latency"):
         rows = [
             [

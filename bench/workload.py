@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 import orjson
 
+from consumer.codecs.input_batch import DecodedBatch, Samples
 from consumer.codecs.inputs import InputRecord, encode_input
 from consumer.engine.state_table import StateTable
 
@@ -53,6 +54,21 @@ def record_pool(
         for offset, (name, row) in enumerate(zip(names, rows, strict=True))
     ]
     return [records[i : i + batch] for i in range(0, total, batch)]
+
+
+def as_columns(records: list[InputRecord], time_s: float = 1.0) -> DecodedBatch:
+    """Single-sample records as the worker's batch decoder hands them to the engine: columns."""
+    n = len(records)
+    samples = Samples(
+        [r.key for r in records],
+        np.asarray([r.features[0] for r in records], np.float32),
+        np.fromiter((r.partition for r in records), np.int64, n),
+        np.fromiter((r.offset for r in records), np.int64, n),
+        [r.ts for r in records],
+        np.full(n, time_s),
+        np.arange(n, dtype=np.intp),
+    )
+    return DecodedBatch(samples)
 
 
 def rewind(table: StateTable) -> None:

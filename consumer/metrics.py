@@ -39,6 +39,18 @@ COMMIT_FAILURES: tuple[CommitFailure, ...] = get_args(CommitFailure)
 # into the transaction and committing it.
 CommitStep = Literal["changelog", "flush", "offsets", "send_offsets", "commit_transaction"]
 COMMIT_STEPS: tuple[CommitStep, ...] = get_args(CommitStep)
+# Where the loop's time goes, stage by stage; a checkpoint's own steps are `commit_blocked`.
+Stage = Literal[
+    "consume",
+    "decode",
+    "key_to_slot",
+    "model_step",
+    "bookkeeping",
+    "encode",
+    "produce",
+    "checkpoint",
+]
+STAGES: tuple[Stage, ...] = get_args(Stage)
 
 STEP_BUCKETS = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
 LATENCY_BUCKETS = (1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -146,6 +158,12 @@ class Metrics:
             "batch_waves", "Batched model steps (waves) per micro-batch.", WAVE_BUCKETS
         )
         # Cost of the model itself, per micro-batch, all waves together.
+        self.stage_seconds = counter(
+            "stage_seconds",
+            "Time the processing loop spent in each stage, by stage (divide by records consumed"
+            " for the cost per record).",
+            ["stage"],
+        )
         self.model_step_seconds = histogram(
             "model_step_seconds", "Time in the model step per micro-batch.", STEP_BUCKETS
         )
@@ -241,6 +259,7 @@ class Metrics:
         self._commit_failures = {k: self.commit_failures.labels(kind=k) for k in COMMIT_FAILURES}
         # Every step's series from the start, at zero, so that rates of each exist at once.
         self._commit_steps = {s: self.commit_blocked_seconds.labels(step=s) for s in COMMIT_STEPS}
+        self._stages = {s: self.stage_seconds.labels(stage=s) for s in STAGES}
         self._rebalances = {k: self.rebalances.labels(kind=k) for k in REBALANCE_KINDS}
         # Every reason present from the start, so rate() and "by reason" panels work from zero.
         self._dlq = {r: self.dlq_records.labels(reason=r) for r in DLQ_REASONS}
@@ -267,6 +286,9 @@ class Metrics:
         self.batch_records.observe(records)
         self.batch_waves.observe(waves)
         self.model_step_seconds.observe(step_seconds)
+
+    def add_stage_time(self, stage: Stage, seconds: float) -> None:
+        self._stages[stage].inc(seconds)
 
     def observe_outputs(self, probabilities: npt.ArrayLike) -> None:
         """Outputs produced: one row per output record (several columns for multi-unit models)."""

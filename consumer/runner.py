@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +30,8 @@ from confluent_kafka import (
 from consumer.broker_away import broker_away
 from consumer.changelog_writer import ChangelogWriter
 from consumer.checkpoint import Checkpointer, Positions
-from consumer.codecs.inputs import InputRecord, Rejection, decode_input, dlq_headers
+from consumer.codecs.input_batch import decode_batch
+from consumer.codecs.inputs import InputRecord, Rejection, dlq_headers
 from consumer.codecs.outputs import encode_outputs
 from consumer.config import Settings
 from consumer.engine.results import BatchResult
@@ -146,7 +148,9 @@ class Runner:
         clean = False
         try:
             while not self.stopping:
+                polled = time.perf_counter()
                 msgs = self.consumer.consume(s.max_batch, timeout=s.max_wait_ms / 1000)
+                self.metrics.add_stage_time("consume", time.perf_counter() - polled)
                 self.health.mark_polled()
                 self.metrics.mark_polled()
                 if self._fenced is not None:
@@ -216,13 +220,73 @@ class Runner:
         s = self.settings
         self.checkpointer.begin()
         self._uncommitted = True
-        records: list[InputRecord] = []
-        stamps: list[int] = []
+        started = time.perf_counter()
+        consumed = len(msgs)
+        msgs = self._readable(msgs)
+        keys = [m.key() for m in msgs]
+        values = [m.value() for m in msgs]
+        # Records of a partition always have both (errors were taken out above).
+        parts = cast("list[int]", [m.partition() for m in msgs])
+        offsets = cast("list[int]", [m.offset() for m in msgs])
+        now_ms = time.time() * 1000
+        stamps = [m.timestamp() for m in msgs]
+        # Record times (Kafka timestamps) judge idleness, not the time the worker reads them.
+        times = np.fromiter(
+            (ts if kind != TIMESTAMP_NOT_AVAILABLE else now_ms for kind, ts in stamps),
+            np.float64,
+            len(stamps),
+        )
+        times /= 1000
+        batch = decode_batch(
+            keys,
+            values,
+            parts,
+            offsets,
+            times,
+            n_features=self.step_fn.n_features,
+            max_value_bytes=s.max_value_bytes,
+        )
+        decoded = time.perf_counter()
+        self.metrics.add_stage_time("decode", decoded - started)
+        for position, rejection in batch.rejections:
+            self._dead_letter(msgs[position], rejection)
+        results = self.models.process_batch(batch)
+        engine_seconds = time.perf_counter() - decoded
+        samples = waves = 0
+        step_seconds = slot_seconds = 0.0
+        for _, result in results:
+            samples += result.samples
+            waves += result.waves
+            step_seconds += result.step_seconds
+            slot_seconds += result.slot_seconds
+        self.metrics.add_stage_time("key_to_slot", slot_seconds)
+        self.metrics.add_stage_time("model_step", step_seconds)
+        self.metrics.add_stage_time("bookkeeping", engine_seconds - step_seconds - slot_seconds)
+        for version, result in results:
+            self._emit(result, version)
+            if result.rejected:  # valid records the engine refused: a key on two partitions
+                by_position = {(m.partition(), m.offset()): m for m in msgs}
+                for r in result.rejected:
+                    msg = by_position[r.record.partition, r.record.offset]
+                    self._dead_letter(msg, r.rejection)
+        if self.shadow is not None:
+            self._shadow_score(*batch.in_order(), results)
         # Positions advance only once the batch's outputs are handed to the sink: a batch that
-        # fails half-way must not be committed by a later checkpoint.
-        read: Positions = {}
+        # fails half-way must not be committed by a later checkpoint. Offsets grow within a
+        # partition, so each partition's last record is its newest.
+        self.positions.update(zip(parts, [o + 1 for o in offsets], strict=True))
+        self.metrics.observe_batch(consumed, samples, waves, step_seconds)
+        valid_times = np.concatenate([batch.samples.times, batch.record_times])
+        if len(valid_times):
+            self.metrics.observe_latencies(time.time() - valid_times)
+
+    def _readable(self, msgs: list[Message]) -> list[Message]:
+        """The batch without consumer errors (handled here) and without records of partitions
+        still being restored (read again once restored)."""
         restoring = self.restorer.pending
-        n_features = self.step_fn.n_features
+        if not restoring and not any([m.error() is not None for m in msgs]):
+            return msgs
+        readable: list[Message] = []
         for msg in msgs:
             err = msg.error()
             if err is not None:
@@ -235,43 +299,8 @@ class Runner:
                 at = self._resume_at.get(partition, offset)
                 self._resume_at[partition] = min(at, offset) if at >= 0 else at
                 continue
-            item = decode_input(
-                msg.key(),
-                msg.value(),
-                n_features=n_features,
-                partition=partition,
-                offset=offset,
-                max_value_bytes=s.max_value_bytes,
-            )
-            if isinstance(item, InputRecord):
-                records.append(item)
-                kind, stamp = msg.timestamp()
-                stamps.append(stamp if kind != TIMESTAMP_NOT_AVAILABLE else int(time.time() * 1000))
-            else:
-                self._dead_letter(msg, item)
-            read[partition] = offset + 1
-        # Record times (Kafka timestamps) judge idleness, not the time the worker reads them.
-        times = np.asarray(stamps, np.float64) / 1000
-        results = self.models.process(records, times)
-        samples = waves = 0
-        step_seconds = 0.0
-        for version, result in results:
-            self._emit(result, version)
-            samples += result.samples
-            waves += result.waves
-            step_seconds += result.step_seconds
-            if result.rejected:  # valid records the engine refused: a key on two partitions
-                by_position = {(m.partition(), m.offset()): m for m in msgs}
-                for r in result.rejected:
-                    msg = by_position[r.record.partition, r.record.offset]
-                    self._dead_letter(msg, r.rejection)
-        if self.shadow is not None:
-            self._shadow_score(records, times, results)
-        self.positions.update(read)
-        self.metrics.observe_batch(len(msgs), samples, waves, step_seconds)
-        if stamps:
-            now_ms = time.time() * 1000
-            self.metrics.observe_latencies((now_ms - np.asarray(stamps, np.float64)) / 1000)
+            readable.append(msg)
+        return readable
 
     def _shadow_score(
         self, records: list[InputRecord], times: npt.NDArray[np.float64], live: Results
@@ -307,9 +336,12 @@ class Runner:
 
     def _emit(self, result: BatchResult, version: str) -> None:
         out = result.outputs
-        topic = self.settings.output_topic
-        for key, value in zip(out.keys, encode_outputs(out, version), strict=True):
-            self.sink.send(topic, value, key.encode())
+        started = time.perf_counter()
+        values = encode_outputs(out, version)
+        encoded = time.perf_counter()
+        self.sink.send_all(self.settings.output_topic, values, out.keys)
+        self.metrics.add_stage_time("encode", encoded - started)
+        self.metrics.add_stage_time("produce", time.perf_counter() - encoded)
         if len(out):
             self.metrics.observe_outputs(out.values)
             self.metrics.rollout.count_outputs(version, len(out))
@@ -411,7 +443,9 @@ class Runner:
     def _checkpoint(self) -> None:
         if self.failed or self._detached:
             return
+        started = time.perf_counter()
         outcome = self.checkpointer.checkpoint(self.consumer, self.positions, self.assigned)
+        self.metrics.add_stage_time("checkpoint", time.perf_counter() - started)
         if outcome == "committed":
             self._uncommitted = False
         elif outcome == "rewind":

@@ -62,6 +62,16 @@ class Sink:
                 self.backpressure_waits += 1
                 producer.poll(_BACKPRESSURE_POLL_S)
 
+    def send_all(self, topic: str, values: Sequence[bytes], keys: Sequence[str]) -> None:
+        """`send` for many records without headers, keys as text: the outputs of a batch."""
+        produce = self._producer().produce
+        for value, key in zip(values, keys, strict=True):
+            try:
+                produce(topic, value, key.encode())
+            except BufferError:
+                self.send(topic, value, key.encode())  # waits for room, then sends
+                produce = self._producer().produce
+
     def serve(self) -> None:
         """Serve delivery reports without waiting."""
         self._producer().poll(0)

@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
 from hypothesis import strategies as st
 
-from consumer.codecs.inputs import InputRecord
+from consumer.codecs.input_batch import DecodedBatch, decode_batch
+from consumer.codecs.inputs import InputRecord, encode_input
 
 
 @dataclass(frozen=True)
@@ -138,3 +141,28 @@ def streams(
         read[p].append(rec)
         records.append(rec)
     return records
+
+
+def decoded_batch(
+    records: Sequence[InputRecord], times: npt.NDArray[np.float64], n_features: int
+) -> DecodedBatch:
+    """The records as a consumer would read them (encoded by a producer), decoded by the
+    service's batch decoder: plain samples as columns, the others as objects."""
+    values = [
+        encode_input(
+            features=(r.features[0] if len(r.features) == 1 and not r.end else r.features) or None,
+            end=r.end,
+            reset=r.reset,
+            ts=r.ts,
+        )
+        for r in records
+    ]
+    return decode_batch(
+        [r.key.encode() for r in records],
+        values,
+        [r.partition for r in records],
+        [r.offset for r in records],
+        times,
+        n_features=n_features,
+        max_value_bytes=1 << 20,
+    )

@@ -166,6 +166,33 @@ def encode_outputs(
     partitions: list[int | None] = (
         list(outputs.partitions) if with_partition else [None] * len(outputs.keys)
     )
+    if outputs.values.shape[1] == 1:  # the common model: the same object, built inline
+        dumps = orjson.dumps
+        return [
+            dumps(
+                {
+                    "sequence_id": key,
+                    "step": step,
+                    "probability": value[0],
+                    "final": reason is not None,
+                    "reason": reason,
+                    "model_version": model_version,
+                    "partition": partition,
+                    "offset": offset,
+                    "ts": ts,
+                }
+            )
+            for key, step, value, reason, partition, offset, ts in zip(
+                outputs.keys,
+                outputs.steps,
+                values,
+                outputs.reasons,
+                partitions,
+                outputs.offsets,
+                outputs.ts,
+                strict=True,
+            )
+        ]
     return [
         encode_output(
             sequence_id=key,

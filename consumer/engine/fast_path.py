@@ -1,8 +1,8 @@
 """The common records of a micro-batch, done with whole-batch numpy: one sample, no flags, a key
 that appears once in the batch. Together they form a single wave, so the per-key bookkeeping of
-the general path (cursors, waves, finals) reduces to a few list comprehensions and array
-operations, several times cheaper per record. The other records take the general path in
-`consumer.engine.scoring`; the tests hold both to one reference.
+the general path (cursors, waves, finals) reduces to array operations over columns (`Samples`),
+with one dictionary lookup per key as the only per-record Python. The other records take the
+general path in `consumer.engine.scoring`; the tests hold both to one reference.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from consumer.codecs.input_batch import Samples
 from consumer.codecs.inputs import InputRecord
 from consumer.engine.results import BatchResult, Outputs
 from consumer.engine.state_table import StateTable, replayed
@@ -27,90 +28,118 @@ def process_single_wave(
     parts: npt.NDArray[np.int64],
     seen: npt.NDArray[np.float64],
 ) -> tuple[BatchResult | None, list[int]]:
-    """Apply the records that form one wave on their own (`parts`, `seen`: their partitions and
-    record times); return the indices of the others, in order, for the general path. Keys are
+    """`process_samples` for records given as objects (`parts`, `seen`: their partitions and
+    record times); return the indices of the records left for the general path, in order."""
+    single = [
+        i for i, r in enumerate(records) if len(r.features) == 1 and not r.end and not r.reset
+    ]
+    if not single:
+        return None, list(range(len(records)))
+    others = {records[i].key for i in _complement(single, len(records))}
+    chosen = [records[i] for i in single]
+    at = np.asarray(single, np.intp)
+    samples = Samples(
+        [r.key for r in chosen],
+        np.asarray([r.features[0] for r in chosen], np.float32),
+        parts[at],
+        np.fromiter((r.offset for r in chosen), np.int64, len(chosen)),
+        [r.ts for r in chosen],
+        seen[at],
+        at,
+    )
+    result, rest = process_samples(step_fn, table, samples, others)
+    left = sorted([*_complement(single, len(records)), *(single[j] for j in rest)])
+    return result, left
+
+
+def process_samples(
+    step_fn: StepFunction, table: StateTable, samples: Samples, others: set[str]
+) -> tuple[BatchResult | None, list[int]]:
+    """Apply the samples that form one wave on their own: a key met once among them and not
+    among `others` (the keys of the batch's other records), not a replay, on its sequence's
+    partition. Return the indices of the samples left for the general path, in order. Keys are
     independent, so splitting a batch by key changes nothing but the order of outputs across
     keys."""
-    keys = [r.key for r in records]
-    counts = Counter(keys)
-    slot_of = table.slot_of
-    picked: list[int] = []
-    slots: list[int | None] = []
-    for i, r in enumerate(records):
-        if counts[r.key] == 1 and len(r.features) == 1 and not r.end and not r.reset:
-            slot = slot_of(r.key)
-            if slot is None:
-                gone = table.ended.get(r.key)
-                if gone is not None and (
-                    replayed(r.offset, gone.offset) or r.partition != gone.partition
-                ):
-                    continue  # a replay or a stray of an ended sequence: the general path decides
-            picked.append(i)
-            slots.append(slot)
-    if not picked:
-        return None, list(range(len(records)))
-    n = len(picked)
-    chosen = [records[i] for i in picked]
-    offsets = np.fromiter((r.offset for r in chosen), np.int64, n)
-    known = [j for j, s in enumerate(slots) if s is not None]
-    if known:
-        at = np.asarray(known, np.intp)
-        index_known = np.fromiter((slots[j] for j in known), np.intp, len(known))
-        aside = np.asarray(replayed(offsets[at], table.last_offset[index_known]), np.bool_)
-        aside |= parts[np.asarray(picked, np.intp)[at]] != table.partition[index_known]
-        if aside.any():  # rare: after a crash, or a stray; leave those to the general path
-            drop = {known[j] for j in np.flatnonzero(aside).tolist()}
-            keep = [j for j in range(n) if j not in drop]
-            picked = [picked[j] for j in keep]
-            chosen = [chosen[j] for j in keep]
-            slots = [slots[j] for j in keep]
-            offsets = offsets[keep]
-            n = len(picked)
-            if not n:
-                return None, list(range(len(records)))
-    rest_mask = np.ones(len(records), np.bool_)
-    rest_mask[picked] = False
-    rest: list[int] = np.flatnonzero(rest_mask).tolist()
-    result = _apply(step_fn, table, chosen, slots, offsets=offsets, seen=seen[~rest_mask])
-    return result, rest
+    n = len(samples)
+    keys = samples.keys
+    started = time.perf_counter()
+    slots = table.slots_of(keys)
+    slot_seconds = time.perf_counter() - started
+    eligible = np.ones(n, np.bool_)
+    if others or len(set(keys)) != n:
+        counts = Counter(keys)
+        eligible &= np.fromiter((counts[k] == 1 and k not in others for k in keys), np.bool_, n)
+    new = slots < 0
+    if table.ended and new.any():
+        for i in np.flatnonzero(new & eligible).tolist():
+            gone = table.ended.get(keys[i])
+            if gone is not None and (
+                replayed(int(samples.offsets[i]), gone.offset)
+                or int(samples.partitions[i]) != gone.partition
+            ):
+                eligible[i] = False  # a replay or a stray of an ended sequence: the general path
+    known = np.flatnonzero(~new & eligible)
+    if len(known):
+        at = slots[known]
+        aside = np.asarray(replayed(samples.offsets[known], table.last_offset[at]), np.bool_)
+        aside |= samples.partitions[known] != table.partition[at]
+        eligible[known[aside]] = False  # rare: after a crash, or a stray
+    if eligible.all():
+        return _apply(step_fn, table, samples, slots, slot_seconds), []
+    picked = np.flatnonzero(eligible)
+    rest: list[int] = np.flatnonzero(~eligible).tolist()
+    if not len(picked):
+        return None, rest
+    chosen = Samples(
+        [keys[i] for i in picked.tolist()],
+        samples.features[picked],
+        samples.partitions[picked],
+        samples.offsets[picked],
+        [samples.ts[i] for i in picked.tolist()],
+        samples.times[picked],
+        samples.positions[picked],
+    )
+    return _apply(step_fn, table, chosen, slots[picked], slot_seconds), rest
 
 
 def _apply(
     step_fn: StepFunction,
     table: StateTable,
-    records: list[InputRecord],
-    slots: list[int | None],
-    *,
-    offsets: npt.NDArray[np.int64],
-    seen: npt.NDArray[np.float64],
+    samples: Samples,
+    slots: npt.NDArray[np.intp],
+    slot_seconds: float,
 ) -> BatchResult:
-    n = len(records)
-    keys = [r.key for r in records]
-    started_sequences = 0
-    resolved: list[int] = []
-    for key, slot, r in zip(keys, slots, records, strict=True):
-        if slot is None:
-            resolved.append(table.allocate(key, r.partition))
-            started_sequences += 1
-        else:
-            resolved.append(slot)
-    index = np.asarray(resolved, np.intp)
-    x = np.asarray([r.features[0] for r in records], np.float32)
+    n = len(samples)
+    keys = samples.keys
+    fresh = np.flatnonzero(slots < 0).tolist()
+    if fresh:
+        started = time.perf_counter()
+        slots = slots.copy()
+        parts = samples.partitions
+        for i in fresh:
+            slots[i] = table.allocate(keys[i], int(parts[i]))
+        slot_seconds += time.perf_counter() - started
 
     started = time.perf_counter()
-    states = table.gather_states(index)
-    y = step_fn.step(x, states).copy()
-    table.scatter_states(index, states)
+    states = table.gather_states(slots)
+    y = step_fn.step(samples.features, states).copy()
+    table.scatter_states(slots, states)
     step_seconds = time.perf_counter() - started
 
-    steps = table.record_one_step(keys, index, offsets, seen, y)
+    steps = table.record_one_step(keys, slots, samples.offsets, samples.times, y)
     out = Outputs(
         keys=keys,
         steps=steps.tolist(),
         values=y,
         reasons=[None] * n,
-        partitions=[r.partition for r in records],
-        offsets=offsets.tolist(),
-        ts=[r.ts for r in records],
+        partitions=samples.partitions.tolist(),
+        offsets=samples.offsets.tolist(),
+        ts=samples.ts,
     )
-    return BatchResult(out, n, 1, 0, started_sequences, Counter(), step_seconds)
+    return BatchResult(out, n, 1, 0, len(fresh), Counter(), step_seconds, slot_seconds=slot_seconds)
+
+
+def _complement(indices: list[int], n: int) -> list[int]:
+    mask = np.ones(n, np.bool_)
+    mask[indices] = False
+    return np.flatnonzero(mask).tolist()

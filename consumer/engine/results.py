@@ -60,6 +60,7 @@ class BatchResult:
     ended: Counter[EndReason]  # sequences ended, by reason
     step_seconds: float  # time spent in waves: gather, model step, scatter
     rejected: tuple[Rejected, ...] = ()  # in input order
+    slot_seconds: float = 0.0  # time spent finding the keys' slots, where measured apart
 
 
 def merged(a: BatchResult, b: BatchResult) -> BatchResult:
@@ -82,4 +83,5 @@ def merged(a: BatchResult, b: BatchResult) -> BatchResult:
         a.ended + b.ended,
         a.step_seconds + b.step_seconds,
         a.rejected + b.rejected,
+        a.slot_seconds + b.slot_seconds,
     )

@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from consumer.codecs.input_batch import DecodedBatch
 from consumer.codecs.inputs import InputRecord, wrong_partition
 from consumer.codecs.outputs import FinalReason
-from consumer.engine.fast_path import process_single_wave
+from consumer.engine.fast_path import process_samples, process_single_wave
 from consumer.engine.results import BatchResult, EndReason, Outputs, Rejected, merged
 from consumer.engine.state_table import StateTable, replayed
 from consumer.model.step import Float32Array, StepFunction
@@ -105,6 +106,20 @@ class Engine:
             return simple
         general = self._process_general([records[i] for i in rest], seen[rest])
         return merged(simple, general)
+
+    def process_batch(self, batch: DecodedBatch) -> BatchResult:
+        """`process` for a batch decoded by `decode_batch`: its plain samples stay columns."""
+        samples = batch.samples
+        if self.max_steps or not len(samples):
+            return self.process(*batch.in_order())
+        self.table.advance_stream_time(samples.partitions, samples.times)
+        others = {r.key for r in batch.records}
+        simple, rest = process_samples(self.step_fn, self.table, samples, others)
+        if not rest and not batch.records:
+            assert simple is not None
+            return simple
+        general = self.process(*batch.objects(rest))
+        return general if simple is None else merged(simple, general)
 
     def _process_general(
         self, records: Sequence[InputRecord], seen: npt.NDArray[np.float64]

@@ -82,6 +82,10 @@ class StateTable:
     def slot_of(self, key: str) -> int | None:
         return self._slots.get(key)
 
+    def slots_of(self, keys: Sequence[str]) -> npt.NDArray[np.intp]:
+        """Each key's slot, -1 for a key without one."""
+        return np.fromiter(map(self._slots.get, keys, itertools.repeat(-1)), np.intp, len(keys))
+
     def key_of(self, slot: int) -> str | None:
         return self._keys[slot]
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from consumer.codecs import changelog as changelog_codec
 from consumer.codecs.changelog import ChangelogOutcome
+from consumer.codecs.input_batch import DecodedBatch
 from consumer.codecs.inputs import InputRecord
 from consumer.codecs.outputs import FinalReason
 from consumer.engine.results import BatchResult, EndReason, Outputs
@@ -97,6 +98,12 @@ class ModelVersions:
             e.table.take_dirty()
 
     # -- scoring -------------------------------------------------------------------------------
+
+    def process_batch(self, batch: DecodedBatch) -> Results:
+        """`process` for a batch decoded by `decode_batch`: columns while no rollout drains."""
+        if not self.draining:
+            return [(self.current.step_fn.version, self.current.process_batch(batch))]
+        return self.process(*batch.in_order())
 
     def process(self, records: Sequence[InputRecord], times: Times) -> Results:
         current = self.current

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from consumer import __main__ as entry  # first: it sets the environment the service expects
-from consumer.codecs.inputs import InputRecord
-from consumer.engine.results import BatchResult
-from consumer.engine.scoring import Engine
+from consumer.codecs.input_batch import DecodedBatch
+from consumer.engine.versions import ModelVersions, Results
 
 
 class InjectedError(RuntimeError):
@@ -21,20 +19,21 @@ class InjectedError(RuntimeError):
 
 
 def install(fail_on: int, positions_file: Path) -> None:
-    original = Engine.process
+    original = ModelVersions.process_batch
     calls = 0
 
-    def process(self: Engine, records: Sequence[InputRecord], now: float) -> BatchResult:
+    def process_batch(self: ModelVersions, batch: DecodedBatch) -> Results:
         nonlocal calls
-        if records:
+        if len(batch):
             calls += 1
             if calls == fail_on:
+                records, _ = batch.in_order()
                 lines = "".join(f"{r.partition} {r.offset}\n" for r in records)
                 positions_file.write_text(lines)
                 raise InjectedError(f"injected failure in micro-batch {calls}")
-        return original(self, records, now)
+        return original(self, batch)
 
-    Engine.process = process  # type: ignore[method-assign,assignment]
+    ModelVersions.process_batch = process_batch  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ EXPECTED = {
     "lstm_scorer_batch_records",
     "lstm_scorer_batch_waves",
     "lstm_scorer_model_step_seconds",
+    "lstm_scorer_stage_seconds",
     "lstm_scorer_end_to_end_latency_seconds",
     "lstm_scorer_output_probability",
     "lstm_scorer_active_sequences",

@@ -8,6 +8,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from consumer import runner
 from consumer.codecs import changelog as changelog_codec
+from consumer.codecs.input_batch import DecodedBatch
 from consumer.config import Guarantee
 from consumer.engine.results import BatchResult
 from consumer.engine.state_table import StateTable
@@ -17,6 +18,7 @@ from tests.unit.kafka_fakes import (
     INPUT,
     OUTPUT,
     FakeConsumer,
+    FakeMessage,
     Fakes,
     make_runner,
     sample,
@@ -46,16 +48,16 @@ def test_a_batch_that_crashes_commits_nothing(
     f = make_runner(guarantee, commit_interval_ms=0)
     f.consumer.before_consume = _assign_first(0)  # type: ignore[assignment]
     f.consumer.batches = [[], [sample("a", 0, 0)], [sample("b", 0, 1), sample("c", 0, 2)]]
-    process = f.runner.models.current.process
+    process = f.runner.models.current.process_batch
     batches: list[int] = []
 
-    def failing(records: list[object], now: float) -> BatchResult:
-        batches.append(len(records))
+    def failing(batch: DecodedBatch) -> BatchResult:
+        batches.append(len(batch))
         if len(batches) == 2:
             raise RuntimeError("injected")
-        return process(records, now)  # type: ignore[arg-type]
+        return process(batch)
 
-    monkeypatch.setattr(f.runner.models.current, "process", failing)
+    monkeypatch.setattr(f.runner.models.current, "process_batch", failing)
     with pytest.raises(RuntimeError, match="injected"):
         f.runner.run()
     assert batches == [1, 2]
@@ -220,14 +222,15 @@ def test_a_restore_runs_in_slices_between_polls_with_no_transaction_open(
             seen["ready"] = r.health.readiness().ready
             r.stop()
 
-    process = r.models.current.process
+    process = r.models.current.process_batch
     batches: list[tuple[list[int], bool]] = []
 
-    def recording(records: list[object], now: float) -> BatchResult:
-        batches.append(([rec.partition for rec in records], 1 in r.restorer.pending))  # type: ignore[attr-defined]
-        return process(records, now)  # type: ignore[arg-type]
+    def recording(batch: DecodedBatch) -> BatchResult:
+        records, _ = batch.in_order()
+        batches.append(([rec.partition for rec in records], 1 in r.restorer.pending))
+        return process(batch)
 
-    monkeypatch.setattr(r.models.current, "process", recording)
+    monkeypatch.setattr(r.models.current, "process_batch", recording)
     f.consumer.before_consume = rebalance
     f.consumer.batches = [[], [], [], [sample("z", 1, 5)]] + [
         [sample("a", 0, offset)] for offset in range(1, 8)
@@ -336,3 +339,23 @@ def test_a_rewind_while_the_group_coordinator_moves_waits_for_it() -> None:
     assert len(asked) == 3
     f.restore()
     assert f.consumer.seeks[-1] == (0, -2)  # read again from the (absent) commit
+
+
+def test_every_stage_of_a_batch_is_timed() -> None:
+    """`stage_seconds{stage}`: where the loop's time goes, plain samples and others alike."""
+    f = make_runner()
+    f.assign(0)
+    batch = [sample("a", 0, 1), sample("b", 0, 2), sample("a", 0, 3, ',"end":true'),
+             FakeMessage(b"c", b"not json", partition=0, offset=4)]  # fmt: skip
+    f.runner._process(batch)  # type: ignore[arg-type]
+    f.runner._checkpoint()
+    (family,) = f.runner.metrics.stage_seconds.collect()
+    seconds = {s.labels["stage"]: s.value for s in family.samples if s.name.endswith("_total")}
+    assert set(seconds) == {"consume", "decode", "key_to_slot", "model_step", "bookkeeping",
+                            "encode", "produce", "checkpoint"}  # fmt: skip
+    assert seconds["consume"] == 0  # not polled here
+    assert all(seconds[s] > 0 for s in seconds if s != "consume"), seconds
+    outputs = [orjson.loads(p.value or b"") for p in f.producer.produced if p.topic == OUTPUT]
+    assert sorted((o["sequence_id"], o["step"], o["final"]) for o in outputs) == [
+        ("a", 1, False), ("a", 2, True), ("b", 1, False)]  # fmt: skip
+    assert [p.topic for p in f.producer.produced].count(f.runner.settings.dlq_topic) == 1

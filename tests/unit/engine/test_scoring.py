@@ -16,7 +16,7 @@ from consumer.engine.results import Outputs
 from consumer.engine.scoring import Engine
 from consumer.engine.state_table import StateTable
 from tests.prefix_sum_step import PrefixSumStep, prefix_outputs
-from tests.stream_reference import Reference, record, reference_run, streams
+from tests.stream_reference import Reference, decoded_batch, record, reference_run, streams
 
 Row = tuple[str, int, tuple[float, float], str | None, int]
 
@@ -82,20 +82,28 @@ def positions(records: list[InputRecord]) -> list[tuple[str, int, int]]:
     return [(r.key, r.partition, r.offset) for r in records]
 
 
+@pytest.mark.parametrize("columns", [False, True], ids=["objects", "columns"])
 @settings(max_examples=300, deadline=None)
 @given(records=mixed_streams, batch=st.integers(1, 64), max_steps=st.sampled_from([0, 0, 1, 3, 5]))
 def test_any_batching_gives_the_record_by_record_outputs(
-    records: list[InputRecord], batch: int, max_steps: int
+    columns: bool, records: list[InputRecord], batch: int, max_steps: int
 ) -> None:
     """Several partitions, replayed offsets and strays on the wrong partition: whatever the
     batching (and so whichever engine path), the outputs, the skipped replays and the rejected
-    records are the reference's."""
+    records are the reference's; records given as objects or decoded from bytes into columns."""
     run = make_run(max_steps)
     got: list[Row] = []
     rejected: list[InputRecord] = []
     skipped = 0
     for i in range(0, len(records), batch):
-        result = run.engine.process(records[i : i + batch], 0.0)
+        part = records[i : i + batch]
+        if columns:
+            times = np.zeros(len(part), np.float64)
+            result = run.engine.process_batch(
+                decoded_batch(part, times, run.engine.step_fn.n_features)
+            )
+        else:
+            result = run.engine.process(part, 0.0)
         got += flatten(result.outputs)
         rejected += [r.record for r in result.rejected]
         skipped += result.skipped
