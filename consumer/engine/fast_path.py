@@ -1,8 +1,8 @@
-"""The common records of a micro-batch, done with whole-batch numpy: one sample, no flags, a key
-that appears once in the batch. Together they form a single wave, so the per-key bookkeeping of
-the general path (cursors, waves, finals) reduces to array operations over columns (`Samples`),
-with one dictionary lookup per key as the only per-record Python. The other records take the
-general path in `consumer.engine.scoring`; the tests hold both to one reference.
+"""The common records of a micro-batch, done with whole-batch numpy: one sample, no flags, not a
+replay, a key whose other records in the batch are like it. A key met k times takes waves 1..k;
+the per-key bookkeeping of the general path (cursors, finals) reduces to array operations over
+columns (`Samples`), with one dictionary lookup per key as the only per-record Python. The other
+records take the general path in `consumer.engine.scoring`; the tests hold both to one reference.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from consumer.codecs.input_batch import Samples
 from consumer.codecs.inputs import InputRecord
 from consumer.engine.results import BatchResult, Outputs
 from consumer.engine.state_table import StateTable, replayed
-from consumer.model.step import StepFunction
+from consumer.model.step import Float32Array, StepFunction
 
 
-def process_single_wave(
+def process_plain_records(
     step_fn: StepFunction,
     table: StateTable,
     records: Sequence[InputRecord],
@@ -55,20 +55,19 @@ def process_single_wave(
 def process_samples(
     step_fn: StepFunction, table: StateTable, samples: Samples, others: set[str]
 ) -> tuple[BatchResult | None, list[int]]:
-    """Apply the samples that form one wave on their own: a key met once among them and not
-    among `others` (the keys of the batch's other records), not a replay, on its sequence's
-    partition. Return the indices of the samples left for the general path, in order. Keys are
-    independent, so splitting a batch by key changes nothing but the order of outputs across
-    keys."""
+    """Apply the samples whose keys are not among `others` (the keys of the batch's other
+    records), none of them a replay, each key's on its sequence's partition with rising offsets.
+    A key met k times takes waves 1..k. Return the indices of the samples left for the general
+    path, in order. Keys are independent, so splitting a batch by key changes nothing but the
+    order of outputs across keys."""
     n = len(samples)
     keys = samples.keys
     started = time.perf_counter()
     slots = table.slots_of(keys)
     slot_seconds = time.perf_counter() - started
     eligible = np.ones(n, np.bool_)
-    if others or len(set(keys)) != n:
-        counts = Counter(keys)
-        eligible &= np.fromiter((counts[k] == 1 and k not in others for k in keys), np.bool_, n)
+    if others:
+        eligible &= np.fromiter((k not in others for k in keys), np.bool_, n)
     new = slots < 0
     if table.ended and new.any():
         for i in np.flatnonzero(new & eligible).tolist():
@@ -84,8 +83,11 @@ def process_samples(
         aside = np.asarray(replayed(samples.offsets[known], table.last_offset[at]), np.bool_)
         aside |= samples.partitions[known] != table.partition[at]
         eligible[known[aside]] = False  # rare: after a crash, or a stray
+    ranks = None
+    if len(set(keys)) != n:
+        ranks = _ranks(keys, slots, samples, eligible)
     if eligible.all():
-        return _apply(step_fn, table, samples, slots, slot_seconds), []
+        return _apply(step_fn, table, samples, slots, ranks=ranks, slot_seconds=slot_seconds), []
     picked = np.flatnonzero(eligible)
     rest: list[int] = np.flatnonzero(~eligible).tolist()
     if not len(picked):
@@ -99,7 +101,41 @@ def process_samples(
         samples.times[picked],
         samples.positions[picked],
     )
-    return _apply(step_fn, table, chosen, slots[picked], slot_seconds), rest
+    taken = None if ranks is None else ranks[picked]
+    return _apply(
+        step_fn, table, chosen, slots[picked], ranks=taken, slot_seconds=slot_seconds
+    ), rest
+
+
+def _ranks(
+    keys: list[str],
+    slots: npt.NDArray[np.intp],
+    samples: Samples,
+    eligible: npt.NDArray[np.bool_],
+) -> npt.NDArray[np.intp]:
+    """Each sample's place among its key's samples in the batch (0 for the first): its wave.
+    A key with any sample not eligible, or whose samples change partition or do not rise in
+    offset, is made not eligible as a whole (in place): the general path decides."""
+    n = len(keys)
+    group = slots.copy()
+    new = np.flatnonzero(slots < 0).tolist()
+    if new:  # keys without a slot yet: a temporary negative id each
+        ids: dict[str, int] = {}
+        for i in new:
+            group[i] = -2 - ids.setdefault(keys[i], len(ids))
+    order = np.argsort(group, kind="stable")  # stable: a key's samples stay in batch order
+    g = group[order]
+    same = g[1:] == g[:-1]
+    offsets, parts = samples.offsets[order], samples.partitions[order]
+    broken = same & ((offsets[1:] <= offsets[:-1]) | (parts[1:] != parts[:-1]))
+    bad = np.union1d(g[1:][broken], group[~eligible])
+    if len(bad):
+        eligible &= ~np.isin(group, bad)
+    starts = np.flatnonzero(np.concatenate([[True], ~same]))
+    sizes = np.diff(np.concatenate([starts, [n]]))
+    ranks = np.empty(n, np.intp)
+    ranks[order] = np.arange(n) - np.repeat(starts, sizes)
+    return ranks
 
 
 def _apply(
@@ -107,26 +143,46 @@ def _apply(
     table: StateTable,
     samples: Samples,
     slots: npt.NDArray[np.intp],
+    *,
+    ranks: npt.NDArray[np.intp] | None,
     slot_seconds: float,
 ) -> BatchResult:
     n = len(samples)
     keys = samples.keys
     fresh = np.flatnonzero(slots < 0).tolist()
+    started_sequences = 0
     if fresh:
         started = time.perf_counter()
         slots = slots.copy()
         parts = samples.partitions
         for i in fresh:
-            slots[i] = table.allocate(keys[i], int(parts[i]))
+            slot = table.slot_of(keys[i])  # a key's later samples find the slot its first took
+            if slot is None:
+                slot = table.allocate(keys[i], int(parts[i]))
+                started_sequences += 1
+            slots[i] = slot
         slot_seconds += time.perf_counter() - started
 
-    started = time.perf_counter()
-    states = table.gather_states(slots)
-    y = step_fn.step(samples.features, states).copy()
-    table.scatter_states(slots, states)
-    step_seconds = time.perf_counter() - started
-
-    steps = table.record_one_step(keys, slots, samples.offsets, samples.times, y)
+    waves = 1 if ranks is None or not n else int(ranks.max()) + 1
+    step_seconds = 0.0
+    if waves == 1:
+        step_seconds, y = _wave(step_fn, table, slots, samples.features)
+        steps = table.record_one_step(keys, slots, samples.offsets, samples.times, y)
+    else:
+        assert ranks is not None
+        y = np.empty((n, step_fn.n_outputs), np.float32)
+        steps = np.empty(n, np.int32)
+        for wave in range(waves):
+            at = np.flatnonzero(ranks == wave)
+            seconds, y[at] = _wave(step_fn, table, slots[at], samples.features[at])
+            step_seconds += seconds
+            steps[at] = table.record_one_step(
+                [keys[i] for i in at.tolist()],
+                slots[at],
+                samples.offsets[at],
+                samples.times[at],
+                y[at],
+            )
     out = Outputs(
         keys=keys,
         steps=steps.tolist(),
@@ -136,7 +192,20 @@ def _apply(
         offsets=samples.offsets.tolist(),
         ts=samples.ts,
     )
-    return BatchResult(out, n, 1, 0, len(fresh), Counter(), step_seconds, slot_seconds=slot_seconds)
+    return BatchResult(
+        out, n, waves, 0, started_sequences, Counter(), step_seconds, slot_seconds=slot_seconds
+    )
+
+
+def _wave(
+    step_fn: StepFunction, table: StateTable, slots: npt.NDArray[np.intp], x: Float32Array
+) -> tuple[float, Float32Array]:
+    """One model step of distinct slots: gather, step, scatter; its time and outputs."""
+    started = time.perf_counter()
+    states = table.gather_states(slots)
+    y = step_fn.step(x, states).copy()
+    table.scatter_states(slots, states)
+    return time.perf_counter() - started, y
 
 
 def _complement(indices: list[int], n: int) -> list[int]:

@@ -29,7 +29,7 @@ import numpy.typing as npt
 from consumer.codecs.input_batch import DecodedBatch
 from consumer.codecs.inputs import InputRecord, wrong_partition
 from consumer.codecs.outputs import FinalReason
-from consumer.engine.fast_path import process_samples, process_single_wave
+from consumer.engine.fast_path import process_plain_records, process_samples
 from consumer.engine.results import BatchResult, EndReason, Outputs, Rejected, merged
 from consumer.engine.state_table import StateTable, replayed
 from consumer.model.step import Float32Array, StepFunction
@@ -99,7 +99,7 @@ class Engine:
         self.table.advance_stream_time(parts, seen)
         if self.max_steps:  # a sample may end its sequence: every record takes the general path
             return self._process_general(records, seen)
-        simple, rest = process_single_wave(self.step_fn, self.table, records, parts, seen)
+        simple, rest = process_plain_records(self.step_fn, self.table, records, parts, seen)
         if simple is None:
             return self._process_general(records, seen)
         if not rest:

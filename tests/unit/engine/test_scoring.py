@@ -265,7 +265,7 @@ def test_a_key_on_another_partition_than_its_sequence_is_rejected_not_skipped() 
     }
 
 
-@pytest.mark.parametrize("rows", [1, 2], ids=["single-wave path", "general path"])
+@pytest.mark.parametrize("rows", [1, 2], ids=["plain-sample path", "general path"])
 def test_a_stray_record_with_a_newer_offset_leaves_the_sequence_untouched(rows: int) -> None:
     run = make_run()
     run.feed([record("a", 10, [[1, 1, 1]])], batch=1)
