@@ -150,7 +150,8 @@ class Runner:
             while not self.stopping:
                 polled = time.perf_counter()
                 msgs = self.consumer.consume(s.max_batch, timeout=s.max_wait_ms / 1000)
-                self.metrics.add_stage_time("consume", time.perf_counter() - polled)
+                if msgs:  # an empty poll is waiting, not work
+                    self.metrics.add_stage_time("consume", time.perf_counter() - polled)
                 self.health.mark_polled()
                 self.metrics.mark_polled()
                 if self._fenced is not None:
