@@ -1,9 +1,9 @@
 """The same prefix gives the same float32 bits, whatever the micro-batch around it.
 
 A row's score must not depend on which other sequences shared its batch, how many there were, on
-which engine path it ran (the fast path of plain samples or the general one), how large batches were cut
-into blocks, or on whether its state came back from the changelog. Then `replay` reproduces live
-outputs bit for bit and an at-least-once duplicate equals its first emission.
+which engine path it ran (the fast path of plain samples or the general one), how large batches
+were cut into blocks, or on whether its state came back from the changelog. Then `replay`
+reproduces live outputs bit for bit and an at-least-once duplicate equals its first emission.
 """
 
 from __future__ import annotations
