@@ -59,7 +59,7 @@ def measure(model: Path, n_keys: int, batch: int, batches: int, warmup: int) -> 
     _, engine = engine_bench.filled_table(step_fn, n_keys, seed=1)
     sink = Sink()
     # Nothing listens there: records stay queued, which is what `produce` costs the loop.
-    sink.attach(Producer({"bootstrap.servers": "127.0.0.1:9", "linger.ms": 600_000,
+    sink.attach(Producer({"bootstrap.servers": "127.0.0.1:9", "linger.ms": 60_000,
                           "queue.buffering.max.messages": 10_000_000,
                           "queue.buffering.max.kbytes": 8_000_000, "log_level": 0}))  # fmt: skip
     seconds = dict.fromkeys(STAGES, 0.0)
