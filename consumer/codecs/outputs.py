@@ -166,6 +166,16 @@ def encode_outputs(
     partitions: list[int | None] = (
         list(outputs.partitions) if with_partition else [None] * len(outputs.keys)
     )
+    rows = zip(
+        outputs.keys,
+        outputs.steps,
+        values,
+        outputs.reasons,
+        partitions,
+        outputs.offsets,
+        outputs.ts,
+        strict=True,
+    )
     if outputs.values.shape[1] == 1:  # the common model: the same object, built inline
         dumps = orjson.dumps
         return [
@@ -182,16 +192,7 @@ def encode_outputs(
                     "ts": ts,
                 }
             )
-            for key, step, value, reason, partition, offset, ts in zip(
-                outputs.keys,
-                outputs.steps,
-                values,
-                outputs.reasons,
-                partitions,
-                outputs.offsets,
-                outputs.ts,
-                strict=True,
-            )
+            for key, step, value, reason, partition, offset, ts in rows
         ]
     return [
         encode_output(
@@ -205,14 +206,5 @@ def encode_outputs(
             offset=offset,
             ts=ts,
         )
-        for key, step, value, reason, partition, offset, ts in zip(
-            outputs.keys,
-            outputs.steps,
-            values,
-            outputs.reasons,
-            partitions,
-            outputs.offsets,
-            outputs.ts,
-            strict=True,
-        )
+        for key, step, value, reason, partition, offset, ts in rows
     ]
