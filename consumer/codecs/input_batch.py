@@ -94,28 +94,6 @@ class DecodedBatch:
         return [r for _, r, _ in items], np.asarray([t for _, _, t in items], np.float64)
 
 
-def records_batch(records: Sequence[InputRecord], times: npt.NDArray[np.float64]) -> DecodedBatch:
-    """A batch of records already decoded, all of them on the object path (tests, replay)."""
-    return DecodedBatch(
-        empty_samples(0),
-        list(records),
-        times.tolist(),
-        list(range(len(records))),
-    )
-
-
-def empty_samples(n_features: int) -> Samples:
-    return Samples(
-        [],
-        np.zeros((0, n_features), np.float32),
-        np.zeros(0, np.int64),
-        np.zeros(0, np.int64),
-        [],
-        np.zeros(0, np.float64),
-        np.zeros(0, np.intp),
-    )
-
-
 @lru_cache(maxsize=8)
 def _sample_decoder(n_features: int) -> msgspec.json.Decoder[Any]:
     row = tuple.__class_getitem__(tuple([float] * n_features))
@@ -142,7 +120,7 @@ def decode_batch(
     decode = _sample_decoder(n_features).decode
     try:
         docs: list[Any] = [decode(v) for v in values]  # type: ignore[arg-type]
-    except Exception:
+    except Exception:  # any record it doubts: find which, one by one
         docs = [_decoded_or_none(decode, v) for v in values]
     try:
         texts: list[str | None] = [k.decode() for k in keys]  # type: ignore[union-attr]
@@ -202,7 +180,7 @@ def decode_batch(
 def _decoded_or_none(decode: Any, value: bytes | None) -> Any:
     try:
         return decode(value)
-    except Exception:
+    except Exception:  # whatever the fast decoder refuses, decode_input decides
         return None
 
 
