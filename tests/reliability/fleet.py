@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import orjson
+
 from producer_sim.cluster.env import TF_DEFAULTS, child_env
 from producer_sim.cluster.processes import wait_for
 from producer_sim.cluster.worker import Worker
@@ -141,12 +143,40 @@ class Fleet:
             if launch.worker.alive():
                 launch.worker.kill()
 
+    def timeline(self, limit: int = 200) -> list[str]:
+        """Every launch's rebalances, restores, rewinds and failed commits, in time order: what a
+        scenario that lost or mis-scored outputs needs to say which worker held which partition
+        and what it restored (the logs go with the test's directory)."""
+        lines: list[tuple[str, str]] = []
+        for n, launch in enumerate(self.launches):
+            for raw in launch.worker.log_path.read_bytes().splitlines():
+                if not raw.startswith(b"{"):
+                    continue
+                try:
+                    event = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    continue
+                if event.get("event") in TIMELINE_EVENTS:
+                    ts = str(event.pop("ts", ""))
+                    for noise in ("level", "logger", "settings"):
+                        event.pop(noise, None)
+                    said = orjson.dumps(event).decode()
+                    lines.append((ts, f"{ts[11:23]} {launch.slot}#{n} {said}"))
+        return [line for _, line in sorted(lines)][:limit]
+
     def crash_report(self) -> str:
         lines = []
         for launch in self.crashes():
             tail = launch.worker.log_path.read_bytes()[-3000:].decode(errors="replace")
             lines.append(f"{launch.slot} ({launch.fate}, exit {launch.exit_code}):\n{tail}")
         return "\n".join(lines)
+
+
+TIMELINE_EVENTS = frozenset(
+    {"starting", "running", "assign", "revoke", "lost", "partitions_dropped", "restored",
+     "rewound", "rejoined", "commit_failed", "producer_replaced", "shutdown",
+     "shutdown_without_commit", "idle_evicted", "restored_sequences_ended"}
+)  # fmt: skip
 
 
 def memory_kb(pid: int, field_name: str = "VmHWM") -> int:

@@ -69,6 +69,10 @@ def conclude(
     if crashes:
         details["crash_report"] = dep.fleet.crash_report()[-4000:]
     details["worker_starts"] = len(dep.fleet.launches)
+    if tallied.lost or tallied.wrong:
+        # Which worker held which partition when, and what it restored: the logs go with the
+        # test's directory, so a failure in CI has to carry this itself.
+        details["timeline"] = dep.fleet.timeline()
     summary = summarize(
         scenario=scenario,
         mode=dep.stage.profile.mode,

@@ -52,7 +52,12 @@ class Summary:
             for k, v in asdict(self).items()
             if k not in ("problems", "details", "dlq_reasons")
         )
-        return f"{head}\ndetails={self.details}\nproblems:\n  " + "\n  ".join(self.problems)
+        details = {k: v for k, v in self.details.items() if k != "timeline"}
+        text = f"{head}\ndetails={details}\nproblems:\n  " + "\n  ".join(self.problems)
+        timeline = self.details.get("timeline")
+        if timeline:
+            text += "\nworkers' timeline:\n  " + "\n  ".join(timeline)
+        return text
 
 
 def summarize(
