@@ -61,6 +61,9 @@ _RETRY_S = 0.2
 # Nothing read for this long with partitions left: the client is asked to refresh its
 # metadata, as it may still be fetching from a leader that died.
 _STALL_S = 2.0
+# One ask for a partition's watermarks: a leader that died does not answer, and its successor is
+# found only by refreshing the metadata between asks (30 s asks held a restore 30 s past that).
+_ASK_S = 5.0
 # Besides a broker away: a changelog topic created a moment ago is unknown for a while.
 _NOT_YET = KafkaError.UNKNOWN_TOPIC_OR_PART
 
@@ -350,7 +353,7 @@ def _watermarks(reader: Consumer, tp: TopicPartition, deadline: float) -> tuple[
     "not leader" for a while."""
     while True:
         try:
-            low, high = reader.get_watermark_offsets(tp, timeout=30, cached=False)
+            low, high = reader.get_watermark_offsets(tp, timeout=_ASK_S, cached=False)
             return int(low), int(high)
         except KafkaException as exc:
             err = exc.args[0]

@@ -170,6 +170,39 @@ def test_a_fatal_reader_error_during_a_restore_is_raised() -> None:
         raise AssertionError("a fatal error was not raised")
 
 
+class DeadLeaderReader:
+    """The changelog's leader was SIGKILLed at time 0: an ask sent to it takes its whole timeout
+    and fails; the controller moves the leadership 9 s later (broker.session.timeout.ms), and the
+    reader learns of it at its next metadata refresh. Time is counted, not slept."""
+
+    ELECTED_AT = 9.0
+
+    def __init__(self) -> None:
+        self.clock = 0.0
+        self.refreshed_at: list[float] = []
+
+    def list_topics(self, topic: str, timeout: float) -> object:
+        self.refreshed_at.append(self.clock)
+        return object()
+
+    def get_watermark_offsets(self, tp: object, timeout: float, cached: bool) -> tuple[int, int]:
+        if not any(t >= self.ELECTED_AT for t in self.refreshed_at):
+            self.clock += timeout
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT))
+        return 0, 0
+
+
+def test_a_restore_finds_the_new_leader_within_one_ask_of_its_election() -> None:
+    # Asks of 30 s held a restore (and the poll loop, in the assignment callback) 30 s after a
+    # changelog leader died, 21 s after its successor was elected.
+    reader = DeadLeaderReader()
+    table = StateTable((3, 1), 2)
+    restore.restore_partitions(
+        cast(Consumer, reader), "changelog", [0], table=table, model_version="v"
+    )
+    assert reader.clock <= DeadLeaderReader.ELECTED_AT + 5.0
+
+
 class StaleLeaderReader(FakeReader):
     """A reader that still fetches from a changelog leader which died: nothing arrives (and the
     watermarks fail) until it asks the brokers for the partition's leaders again."""
