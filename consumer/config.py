@@ -251,6 +251,24 @@ def _check_range(s: Settings, name: str, low: float, high: float) -> None:
         raise _fail(name, f"must be between {low:g} and {high:g}", value)
 
 
+def _check_transaction_timeout(s: Settings) -> None:
+    """A transaction lasts a commit interval; one the broker aborts sooner fails every commit."""
+    value = s.kafka_producer.get("transaction.timeout.ms")
+    if s.guarantee != "exactly-once" or value is None:
+        return
+    try:
+        timeout_ms = int(value)
+    except ValueError:
+        timeout_ms = -1
+    if timeout_ms <= s.commit_interval_ms:
+        raise ConfigError(
+            "KAFKA_PRODUCER_TRANSACTION_TIMEOUT_MS",
+            f"must be a number of milliseconds above --commit-interval-ms ({s.commit_interval_ms})"
+            ": the broker aborts a transaction older than it, so every commit would fail",
+            value,
+        )
+
+
 def _validate(s: Settings) -> None:
     if str(s.model_path) in ("", "."):
         raise _fail("model_path", "a model file is required")
@@ -278,6 +296,7 @@ def _validate(s: Settings) -> None:
             "ever be acknowledged",
             s.min_insync_replicas,
         )
+    _check_transaction_timeout(s)
     if not s.metrics_addr or any(ch.isspace() for ch in s.metrics_addr):
         raise _fail("metrics_addr", "must be a host name or address", s.metrics_addr)
     if not 0 < len(s.instance_id) <= 200 or not s.instance_id.isprintable() or " " in s.instance_id:

@@ -30,6 +30,8 @@ from consumer.access_rights import (
 from consumer.config import Settings
 
 log = logging.getLogger(__name__)
+# Beyond the commit interval, before the broker aborts a transaction (see transaction_timeout_ms).
+TRANSACTION_MARGIN_MS = 10_000
 
 
 class StartupError(RuntimeError):
@@ -75,8 +77,18 @@ def producer_config(
     }
     if settings.guarantee == "exactly-once":
         conf["transactional.id"] = settings.transactional_id
-        conf.setdefault("transaction.timeout.ms", 30_000)
+        conf.setdefault("transaction.timeout.ms", transaction_timeout_ms(settings))
     return conf
+
+
+def transaction_timeout_ms(settings: Settings) -> int:
+    """The producer's transaction timeout unless the user sets one. A worker that dies leaves its
+    transaction open until the broker aborts it at this timeout, and until then read_committed
+    readers of the partitions it wrote (downstream consumers, the next restore) see nothing past
+    it, the new owner's outputs included: so as short as the commit interval (the transaction's
+    length) allows, with room for a checkpoint that waits on a broker moving (Kafka Streams uses
+    10 s for the same reason)."""
+    return settings.commit_interval_ms + TRANSACTION_MARGIN_MS
 
 
 def restore_consumer_config(settings: Settings) -> dict[str, object]:

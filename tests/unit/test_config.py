@@ -140,6 +140,20 @@ def test_create_topics_boolean() -> None:
         build_settings(MODEL, {"CREATE_TOPICS": "maybe"})
 
 
+def test_a_transaction_timeout_within_the_commit_interval_is_refused() -> None:
+    eos = {"GUARANTEE": "exactly-once", "COMMIT_INTERVAL_MS": "5000"}
+    for bad in ("5000", "100", "soon"):
+        environ = {**eos, "KAFKA_PRODUCER_TRANSACTION_TIMEOUT_MS": bad}
+        with pytest.raises(ConfigError, match=r"TRANSACTION_TIMEOUT_MS.*above --commit-interval"):
+            build_settings(MODEL, environ)
+    chosen = build_settings(MODEL, {**eos, "KAFKA_PRODUCER_TRANSACTION_TIMEOUT_MS": "5001"})
+    assert chosen.kafka_producer["transaction.timeout.ms"] == "5001"
+    # At-least-once has no transactions: the property is librdkafka's to judge.
+    build_settings(
+        MODEL, {"COMMIT_INTERVAL_MS": "5000", "KAFKA_PRODUCER_TRANSACTION_TIMEOUT_MS": "1"}
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "environ", "named"),
     [

@@ -27,6 +27,25 @@ def test_the_instance_id_is_the_static_group_member_and_names_the_transactional_
     assert producer_config(s, _ignore, _ignore)["transactional.id"] == "lstm-scorer-pod-a"
 
 
+def test_a_dead_workers_transaction_is_aborted_a_margin_after_the_commit_interval() -> None:
+    # Until the broker aborts it, read_committed readers see nothing of the partitions it wrote,
+    # the new owner's outputs included: 30 s after a SIGKILL, before this default.
+    for interval in (100, 1000, 600_000):
+        s = Settings(
+            model_path=Path("m.keras"), guarantee="exactly-once", commit_interval_ms=interval
+        )
+        timeout = producer_config(s, _ignore, _ignore)["transaction.timeout.ms"]
+        assert timeout == interval + kafka_clients.TRANSACTION_MARGIN_MS
+    chosen = Settings(
+        model_path=Path("m.keras"),
+        guarantee="exactly-once",
+        kafka_producer={"transaction.timeout.ms": "60000"},
+    )
+    assert producer_config(chosen, _ignore, _ignore)["transaction.timeout.ms"] == "60000"
+    at_least_once = Settings(model_path=Path("m.keras"))
+    assert "transaction.timeout.ms" not in producer_config(at_least_once, _ignore, _ignore)
+
+
 # -- start-up topic checks against an admin client that lags or refuses --------------------
 
 
