@@ -1,11 +1,11 @@
 """`python -m bench`: the benchmarks, side by side, with a JSON result and a printed table.
 
-    python -m bench [--quick] [--only engine|e2e|restore|scaling ...] [--model PATH]
+    python -m bench [--quick] [--only engine|e2e|restore|failover|scaling ...] [--model PATH]
                     [--bootstrap-servers HOST:PORT] [--eos-commit-interval-ms N]
                     [--results-dir DIR] [--workdir DIR]
 
 Sections: `engine` (no broker), `e2e` (worker start-up, throughput against the passthrough,
-latency), `restore` and `scaling` (a broker: a local one is started, and stopped at the end,
+latency), `restore`, `failover` and `scaling` (a broker: a local one is started, and stopped at the end,
 unless --bootstrap-servers names one). Results go to <results-dir>/<timestamp>.json and
 latest.json. A section that fails is recorded under meta.errors and the others still run; the
 exit code is then 1.
@@ -32,7 +32,7 @@ from bench import broker, engine_bench, plans, report, table
 from bench.machine import describe_machine
 from bench.service import ALO_COMMIT_INTERVAL_MS, EOS_COMMIT_INTERVAL_MS, Cluster
 
-SECTIONS = ("engine", "e2e", "restore", "scaling")
+SECTIONS = ("engine", "e2e", "restore", "failover", "scaling")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 T = TypeVar("T")
 
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         if "engine" in wanted:
             engine = guard("engine", lambda: engine_bench.run(model, plan.engine, progress=say))
             sections = replace(sections, engine=engine)
-        if any(s in wanted for s in ("e2e", "restore", "scaling")):
+        if any(s in wanted for s in ("e2e", "restore", "failover", "scaling")):
             with _broker(args, workdir) as bootstrap:
                 say(f"broker at {bootstrap}")
                 cluster = Cluster(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from bench import e2e, engine_bench, latency, restore_bench, scaling
+from bench import e2e, engine_bench, failover, latency, restore_bench, scaling
 from bench.models import save_streaming_model
 from bench.service import Cluster
 
@@ -30,12 +30,14 @@ class RunPlan:
     latency_settle_s: float  # left out at the start of each level
     latency_warmup_s: float  # load before the first level, not measured
     restore_keys: int
+    failover_keys: int  # live sequences between the two workers
+    failover_guarantees: tuple[failover.Guarantee, ...]
     scaling_records: int
     scaling_workers: tuple[int, ...]
 
 
 FULL = RunPlan(
-    sections=("engine", "e2e", "restore", "scaling"),
+    sections=("engine", "e2e", "restore", "failover", "scaling"),
     engine=engine_bench.FULL,
     e2e_records=1_000_000,
     latency_fractions=(0.25, 0.5, 0.75),
@@ -43,12 +45,14 @@ FULL = RunPlan(
     latency_settle_s=3.0,
     latency_warmup_s=10.0,
     restore_keys=1_000_000,
+    failover_keys=1_000_000,
+    failover_guarantees=("at-least-once", "exactly-once"),
     scaling_records=600_000,
     scaling_workers=(1, 2, 3),
 )
 # Every headline figure, on smaller sizes; scaling only when asked for with --only.
 QUICK = RunPlan(
-    sections=("engine", "e2e", "restore"),
+    sections=("engine", "e2e", "restore", "failover"),
     engine=engine_bench.QUICK,
     e2e_records=150_000,
     latency_fractions=(0.5,),
@@ -56,6 +60,8 @@ QUICK = RunPlan(
     latency_settle_s=2.0,
     latency_warmup_s=5.0,
     restore_keys=200_000,
+    failover_keys=200_000,
+    failover_guarantees=("at-least-once",),
     scaling_records=200_000,
     scaling_workers=(1, 2),
 )
@@ -80,6 +86,12 @@ def _latency(
     )
 
 
+def _failover(
+    cluster: Cluster, plan: RunPlan, guarantee: failover.Guarantee, say: Callable[[str], None]
+) -> Callable[[], failover.FailoverResult]:
+    return lambda: failover.run(cluster, plan.failover_keys, guarantee, say)
+
+
 def run_broker_sections(
     cluster: Cluster,
     plan: RunPlan,
@@ -102,6 +114,12 @@ def run_broker_sections(
         found["restore"] = guard(
             "restore", lambda: restore_bench.run(cluster, plan.restore_keys, say)
         )
+    if "failover" in wanted:
+        found["failover"] = [
+            result
+            for g in plan.failover_guarantees
+            if (result := guard(f"failover {g}", _failover(cluster, plan, g, say))) is not None
+        ]
     if "scaling" in wanted:
         found["scaling"] = (
             guard(

@@ -16,6 +16,7 @@ import orjson
 
 from bench.e2e import Startup, Throughput
 from bench.engine_bench import EngineResults
+from bench.failover import FailoverResult
 from bench.latency import LatencyPoint
 from bench.restore_bench import RestoreResult
 from bench.scaling import ScalingPoint
@@ -39,6 +40,7 @@ HEADLINE_KEYS = (
     "p99_ms_at_50pct_alo",
     "p99_ms_at_50pct_eos",
     "restore_keys_per_s",
+    "failover_s_alo",
 )
 HEADLINE_KEYS_PER = 100_000  # active keys of the engine headline
 HEADLINE_BATCHES = (256, 4096)  # micro-batch sizes it covers (inclusive)
@@ -70,6 +72,8 @@ GOALS: dict[str, Goal] = {
     "p99_ms_at_50pct_alo": Goal(50, "at most"),
     "p99_ms_at_50pct_eos": Goal(200, "at most"),
     "restore_keys_per_s": Goal(300_000, "at least"),
+    # A worker SIGKILLed to the first output of a partition it held, session timeout included.
+    "failover_s_alo": Goal(10, "at most"),
 }
 
 
@@ -83,6 +87,7 @@ class Sections:
     latency: Sequence[LatencyPoint] = ()
     restore: RestoreResult | None = None
     scaling: Sequence[ScalingPoint] = ()
+    failover: Sequence[FailoverResult] = ()
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -126,6 +131,8 @@ def headline(s: Sections) -> dict[str, float | None]:
         out[f"p99_ms_at_50pct_{suffix}"] = at_half[0] if at_half else None
     if s.restore is not None:
         out["restore_keys_per_s"] = s.restore.keys_per_s
+    alo = [f.to_first_output_s for f in s.failover if f.guarantee == "at-least-once"]
+    out["failover_s_alo"] = alo[0] if alo else None
     return out
 
 
@@ -167,6 +174,7 @@ def document(s: Sections, meta: Mapping[str, Any]) -> dict[str, Any]:
         },
         "restore": plain(s.restore),
         "scaling": plain(list(s.scaling)),
+        "failover": plain(list(s.failover)),
     }
 
 

@@ -121,6 +121,17 @@ def restore_lines(restore: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def failover_lines(failover: Sequence[dict[str, Any]]) -> list[str]:
+    return [
+        f"failover ({f['guarantee']}, {f['keys']:,} keys, session timeout "
+        f"{f['session_timeout_ms'] / 1000:g} s): first output of a moved partition "
+        f"{f['to_first_output_s']:.2f} s after the SIGKILL (read {f['to_first_read_s']:.2f} s); "
+        f"rebalance at {f['to_rebalance_s']:.2f} s, restore of {f['restored_records']:,} "
+        f"records {f['restore_s']:.2f} s"
+        for f in failover
+    ]
+
+
 def scaling_lines(scaling: Sequence[dict[str, Any]]) -> list[str]:
     if not scaling:
         return []
@@ -134,6 +145,7 @@ def render(doc: dict[str, Any]) -> str:
         engine_lines(doc.get("engine")),
         e2e_lines(doc.get("e2e") or {}),
         restore_lines(doc.get("restore")),
+        failover_lines(doc.get("failover") or []),
         scaling_lines(doc.get("scaling") or []),
     ]
     return "\n\n".join("\n".join(b) for b in blocks if b)

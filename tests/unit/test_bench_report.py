@@ -12,6 +12,7 @@ import pytest
 from bench import report, table
 from bench.e2e import Startup, Throughput
 from bench.engine_bench import EngineCase, EngineResults, TableMemory
+from bench.failover import FailoverResult
 from bench.latency import LatencyPoint
 from bench.restore_bench import RestoreResult
 from bench.scaling import ScalingPoint
@@ -84,6 +85,10 @@ def full_sections() -> report.Sections:
         ),
         restore=RestoreResult(1000, 2, 400, 1.0, 0.004, 250_000.0, 1000, 1 << 30),
         scaling=(ScalingPoint(1, 10, 5.0, 2.0, 10),),
+        failover=(
+            FailoverResult("exactly-once", 1000, 6000, (1,), 6.5, 0.5, 500, 12.0, 12.1),
+            FailoverResult("at-least-once", 1000, 6000, (0, 2), 6.4, 0.5, 500, 7.5, 7.6),
+        ),
     )
 
 
@@ -104,6 +109,7 @@ def test_headline_figures_from_the_sections() -> None:
     assert h["e2e_ratio_vs_quix_eos"] == pytest.approx(6.0)
     assert (h["p99_ms_at_50pct_alo"], h["p99_ms_at_50pct_eos"]) == (40.0, 300.0)
     assert h["restore_keys_per_s"] == 250_000.0
+    assert h["failover_s_alo"] == 7.5  # at-least-once, whatever the order
     met = {k: v["met"] for k, v in report.goals(h).items()}
     assert met == {
         "engine_samples_per_s": True,
@@ -118,6 +124,7 @@ def test_headline_figures_from_the_sections() -> None:
         "p99_ms_at_50pct_alo": True,
         "p99_ms_at_50pct_eos": False,
         "restore_keys_per_s": False,  # 250,000 against at least 300,000
+        "failover_s_alo": True,  # 7.5 s against at most 10
     }
 
 
@@ -143,3 +150,4 @@ def test_written_files_hold_the_same_document(tmp_path: Path) -> None:
     for key in report.HEADLINE_KEYS:
         assert key in rendered
     assert "MISSED" in rendered and "keras-stateful" in rendered and "restore" in rendered
+    assert "moved partition 7.50 s after the SIGKILL" in rendered
