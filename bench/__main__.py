@@ -5,8 +5,8 @@
                     [--results-dir DIR] [--workdir DIR]
 
 Sections: `engine` (no broker), `e2e` (worker start-up, throughput against the passthrough,
-latency), `restore`, `failover` and `scaling` (a broker: a local one is started, and stopped at the end,
-unless --bootstrap-servers names one). Results go to <results-dir>/<timestamp>.json and
+latency), `restore`, `failover` and `scaling` (a broker: a local one is started, and stopped at
+the end, unless --bootstrap-servers names one). Results go to <results-dir>/<timestamp>.json and
 latest.json. A section that fails is recorded under meta.errors and the others still run; the
 exit code is then 1.
 """
