@@ -9,7 +9,7 @@ from typing import Any, Protocol, TypeVar
 
 from bench import e2e, engine_bench, failover, latency, restore_bench, scaling
 from bench.models import save_streaming_model
-from bench.service import Cluster
+from bench.service import Cluster, Guarantee
 
 T = TypeVar("T")
 
@@ -31,7 +31,7 @@ class RunPlan:
     latency_warmup_s: float  # load before the first level, not measured
     restore_keys: int
     failover_keys: int  # live sequences between the two workers
-    failover_guarantees: tuple[failover.Guarantee, ...]
+    failover_guarantees: tuple[Guarantee, ...]
     scaling_records: int
     scaling_workers: tuple[int, ...]
 
@@ -87,7 +87,7 @@ def _latency(
 
 
 def _failover(
-    cluster: Cluster, plan: RunPlan, guarantee: failover.Guarantee, say: Callable[[str], None]
+    cluster: Cluster, plan: RunPlan, guarantee: Guarantee, say: Callable[[str], None]
 ) -> Callable[[], failover.FailoverResult]:
     return lambda: failover.run(cluster, plan.failover_keys, guarantee, say)
 
