@@ -95,6 +95,8 @@ def e2e_lines(e2e: dict[str, Any]) -> list[str]:
                 p["guarantee"],
                 f"{p['load_fraction']:.0%}",
                 _num(p["target_rate"]),
+                _num(p["live_capacity"]),
+                f"{p['target_rate'] / p['drain_rate']:.0%}" if p["drain_rate"] else "-",
                 _num(p["p50_ms"], 1),
                 _num(p["p95_ms"], 1),
                 _num(p["p99_ms"], 1),
@@ -105,7 +107,8 @@ def e2e_lines(e2e: dict[str, Any]) -> list[str]:
             ]
             for p in e2e["latency"]
         ]
-        header = ["guarantee", "load", "rate/s", "p50 ms", "p95 ms", "p99 ms"]
+        header = ["guarantee", "load", "rate/s", "of live", "of drain", "p50 ms", "p95 ms"]
+        header += ["p99 ms"]
         header += ["p99 produced", "batch", "commit ms", "out/in"]
         lines += _grid(header, rows)
     return lines

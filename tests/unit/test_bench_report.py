@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import report, table
+from bench import latency, report, table
 from bench.e2e import Startup, Throughput
 from bench.engine_bench import EngineCase, EngineResults, TableMemory
 from bench.failover import FailoverResult
@@ -35,6 +35,15 @@ def test_percentiles() -> None:
     assert 98 < p.p99_ms < 100
 
 
+def test_live_capacity_counts_the_outputs_produced_within_the_window() -> None:
+    # 1,000 outputs a second for 10 s from t = 0, then a backlog's burst after the window.
+    stamps = [i * 1.0 for i in range(10_000)] + [20_000.0] * 5_000
+    assert latency.live_capacity(stamps, 2_000.0, 8_000.0) == pytest.approx(1_000.0)
+    assert latency.live_capacity(stamps, 0.0, 30_000.0) == pytest.approx(500.0)
+    with pytest.raises(ValueError, match="empty window"):
+        latency.live_capacity(stamps, 5.0, 5.0)
+
+
 def _latency(guarantee: str, fraction: float, p99: float) -> LatencyPoint:
     return LatencyPoint(
         guarantee,  # type: ignore[arg-type]
@@ -53,6 +62,8 @@ def _latency(guarantee: str, fraction: float, p99: float) -> LatencyPoint:
         0.0,
         100.0,
         20.0,
+        2000.0,
+        4000.0,
     )
 
 
