@@ -578,6 +578,9 @@ class Runner:
         self._publish_assignment("lost")
 
     def _drop(self, parts: list[int]) -> None:
+        # Again here, not only before a revoke's checkpoint: a checkpoint that rewinds restarts
+        # the restore of every partition still held, these among them.
+        self.restorer.abandon(parts)
         dropped = self.models.drop_partitions(parts)
         if self.shadow is not None:
             self.shadow.drop_partitions(parts)

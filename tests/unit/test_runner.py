@@ -262,6 +262,27 @@ def test_a_partition_revoked_mid_restore_is_abandoned(monkeypatch: pytest.Monkey
     assert len(r.models) == 20 and r.health.readiness().ready
 
 
+def test_a_revoke_whose_checkpoint_rewinds_does_not_restore_the_revoked_partition() -> None:
+    # The revoke's checkpoint failed (exactly-once: the transaction was aborted), so the worker
+    # rewound: it restored every partition it held, the revoked one included, and the revoke
+    # then dropped that one without stopping its restore, which went on filling the table with
+    # the states of a partition another worker owns (and resumed it, unassigned, at the end).
+    f = make_runner("exactly-once")
+    r = f.runner
+    f.reader.records[1] = _changelog_states(1, ["theirs"], step=2)
+    f.assign(0, 1)
+    r._transacting(r._process, [sample("a", 0, 0), sample("b", 1, 0)])  # type: ignore[list-item]
+    f.producer.fail_send_offsets = KafkaException(
+        KafkaError(KafkaError._TIMED_OUT, "injected", retriable=True)
+    )
+    f.consumer.revoke_now(1)
+    assert r.assigned == {0}
+    assert 1 not in r.restorer.pending
+    f.restore()
+    assert "theirs" not in r.models.current.table
+    assert ("resume", 1) not in f.consumer.ops[-3:]
+
+
 def test_a_corrupt_newest_state_is_counted_and_logged(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
