@@ -271,7 +271,7 @@ def test_a_revoke_whose_checkpoint_rewinds_does_not_restore_the_revoked_partitio
     r = f.runner
     f.reader.records[1] = _changelog_states(1, ["theirs"], step=2)
     f.assign(0, 1)
-    r._transacting(r._process, [sample("a", 0, 0), sample("b", 1, 0)])  # type: ignore[list-item]
+    r._transacting(r._process, [sample("a", 0, 0), sample("b", 1, 0)])
     f.producer.fail_send_offsets = KafkaException(
         KafkaError(KafkaError._TIMED_OUT, "injected", retriable=True)
     )
