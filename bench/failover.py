@@ -23,15 +23,17 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import Consumer
 
 from bench import broker, workload
 from bench.broker import unique
+from bench.latency import downstream_reader
 from bench.processes import Worker
 from bench.restore_bench import state_record
 from bench.service import Cluster, Guarantee, Pipeline, pipeline, worker
 from producer_sim.cluster.child import Child
 from producer_sim.cluster.env import child_env
+from producer_sim.cluster.processes import wait_for
 
 PARTITIONS = 4
 SESSION_TIMEOUT_MS = 6000  # the brokers' smallest allowed (group.min.session.timeout.ms)
@@ -71,7 +73,7 @@ def run(
     broker.fill(cluster.bootstrap, p.changelog, records)
     workers = [_worker(cluster, p, f"f{i}") for i in range(2)]
     load: Child | None = None
-    reader = _reader(cluster.bootstrap, p.output, guarantee)
+    reader = downstream_reader(cluster.bootstrap, p.output, PARTITIONS)
     try:
         for w in workers:
             w.start()
@@ -127,21 +129,6 @@ def _load(cluster: Cluster, topic: str) -> Child:
     return Child(argv, cluster.workdir / f"{unique('failover-load')}.log")
 
 
-def _reader(bootstrap: str, topic: str, guarantee: Guarantee) -> Consumer:
-    isolation = "read_committed" if guarantee == "exactly-once" else "read_uncommitted"
-    reader = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": unique("failover-reader"),
-            "enable.auto.commit": False,
-            "isolation.level": isolation,
-            "fetch.wait.max.ms": 5,
-        }
-    )
-    reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
-    return reader
-
-
 def _settled(workers: list[Worker], reader: Consumer) -> dict[int, tuple[int, ...]]:
     """Each worker's partitions, once every partition has been scored (so both serve)."""
     scored: set[int] = set()
@@ -181,13 +168,13 @@ def _first_output(
 def _event_after(w: Worker, name: str, seen: int, moved: tuple[int, ...]) -> dict[str, Any]:
     """The survivor's first `name` event after `seen` that covers a moved partition (a restore
     is logged once all of it ends, which may be after a first partition's first output)."""
-    deadline = time.monotonic() + _WAIT_S
-    while time.monotonic() < deadline:
-        for event in w.events(name)[seen:]:
-            if set(moved) & set(event["partitions"]):
-                return event
-        time.sleep(0.1)
-    raise TimeoutError(f"the surviving worker logged no {name} of partitions {list(moved)}")
+
+    def probe() -> dict[str, Any] | None:
+        w.check_alive()
+        covering = [e for e in w.events(name)[seen:] if set(moved) & set(e["partitions"])]
+        return covering[0] if covering else None
+
+    return wait_for(probe, _WAIT_S, f"the surviving worker's {name} of partitions {list(moved)}")
 
 
 def _epoch(ts: object) -> float:

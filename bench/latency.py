@@ -54,7 +54,9 @@ class LatencyPoint:
     drain_rate: float
 
 
-def _reader(bootstrap: str, topic: str) -> Consumer:
+def downstream_reader(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> Consumer:
+    """A reader of the outputs from their beginning, read_committed as exactly-once consumers
+    must read (at-least-once outputs are not transactional: it sees them at once)."""
     reader = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -64,7 +66,7 @@ def _reader(bootstrap: str, topic: str) -> Consumer:
             "fetch.wait.max.ms": 5,
         }
     )
-    reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+    reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     return reader
 
 
@@ -148,7 +150,7 @@ def run(
     points = []
     try:
         w.wait_ready(180)
-        reader = _reader(cluster.bootstrap, p.output)
+        reader = downstream_reader(cluster.bootstrap, p.output)
         try:
             # Not measured: the broker's and the worker's first seconds under live traffic (JIT
             # compilation, first-seen keys) would otherwise fall on the first level.

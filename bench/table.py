@@ -107,9 +107,8 @@ def e2e_lines(e2e: dict[str, Any]) -> list[str]:
             ]
             for p in e2e["latency"]
         ]
-        header = ["guarantee", "load", "rate/s", "of live", "of drain", "p50 ms", "p95 ms"]
-        header += ["p99 ms"]
-        header += ["p99 produced", "batch", "commit ms", "out/in"]
+        header = ["guarantee", "load", "rate/s", "of live", "of drain"]
+        header += ["p50 ms", "p95 ms", "p99 ms", "p99 produced", "batch", "commit ms", "out/in"]
         lines += _grid(header, rows)
     return lines
 
