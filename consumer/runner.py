@@ -517,7 +517,6 @@ class Runner:
         self._fenced = None
         # As when partitions are lost: drop their state and commit nothing of them.
         parts = sorted(self.assigned)
-        self.restorer.abandon(parts)
         if self.checkpointer.in_transaction:
             self.checkpointer.abort()
         self._drop(parts)
@@ -563,7 +562,6 @@ class Runner:
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         parts = [tp.partition for tp in partitions if tp.topic == self.settings.input_topic]
-        self.restorer.abandon(parts)
         self._drop(parts)
         if self.checkpointer.in_transaction:
             # The open transaction holds outputs of partitions that are no longer ours.
@@ -578,8 +576,8 @@ class Runner:
         self._publish_assignment("lost")
 
     def _drop(self, parts: list[int]) -> None:
-        # Again here, not only before a revoke's checkpoint: a checkpoint that rewinds restarts
-        # the restore of every partition still held, these among them.
+        # Also after a revoke's checkpoint, which may have rewound: a rewind restarts the restore
+        # of every partition still held, these among them.
         self.restorer.abandon(parts)
         dropped = self.models.drop_partitions(parts)
         if self.shadow is not None:
