@@ -213,10 +213,14 @@ def run(
                     f"{pct.p50_ms:.1f} ms, p95 {pct.p95_ms:.1f} ms, p99 {pct.p99_ms:.1f} ms "
                     f"(at the worker: p50 {at_worker.p50_ms:.1f}, p99 {at_worker.p99_ms:.1f}; "
                     f"batches of {counters.mean_batch_records:.0f}, commits of "
-                    f"{counters.mean_commit_ms:.0f} ms)"
+                    f"{counters.mean_commit_ms:.0f} ms: {_steps(counters.mean_step_ms())})"
                 )
         finally:
             reader.close()
     finally:
         w.stop()
     return points
+
+
+def _steps(ms: dict[str, float]) -> str:
+    return ", ".join(f"{step} {v:.1f}" for step, v in sorted(ms.items(), key=lambda i: -i[1]))

@@ -9,7 +9,7 @@ caller's `finally`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
@@ -29,6 +29,8 @@ class WorkerCounters:
     batch_records: float
     commits: float
     commit_seconds: float
+    # Seconds a checkpoint held the loop, by step (`lstm_scorer_commit_blocked_seconds`).
+    step_seconds: dict[str, float] = field(default_factory=dict)
 
     def since(self, before: WorkerCounters) -> WorkerCounters:
         return WorkerCounters(
@@ -36,6 +38,7 @@ class WorkerCounters:
             self.batch_records - before.batch_records,
             self.commits - before.commits,
             self.commit_seconds - before.commit_seconds,
+            {s: v - before.step_seconds.get(s, 0.0) for s, v in self.step_seconds.items()},
         )
 
     @property
@@ -45,6 +48,12 @@ class WorkerCounters:
     @property
     def mean_commit_ms(self) -> float:
         return 1000 * self.commit_seconds / self.commits if self.commits else 0.0
+
+    def mean_step_ms(self) -> dict[str, float]:
+        """Milliseconds each step of a checkpoint held the loop, per checkpoint."""
+        if not self.commits:
+            return {}
+        return {s: 1000 * v / self.commits for s, v in self.step_seconds.items() if v}
 
 
 class Worker(worker.Worker):
@@ -80,4 +89,18 @@ class Worker(worker.Worker):
             batch_records=self.metric("lstm_scorer_batch_records_sum"),
             commits=self.metric("lstm_scorer_commit_seconds_count"),
             commit_seconds=self.metric("lstm_scorer_commit_seconds_sum"),
+            step_seconds=self._by_label("lstm_scorer_commit_blocked_seconds_sum", "step"),
         )
+
+    def _by_label(self, name: str, label: str) -> dict[str, float]:
+        """One sample name's series from /metrics, by the value of `label`."""
+        status, body = self.http("/metrics")
+        if status != 200:
+            raise RuntimeError(f"/metrics answered {status}")
+        found: dict[str, float] = {}
+        for family in text_string_to_metric_families(body.decode()):
+            for sample in family.samples:
+                if sample.name == name:
+                    key = sample.labels[label]
+                    found[key] = found.get(key, 0.0) + sample.value
+        return found

@@ -8,6 +8,13 @@ At-least-once:
      (`consumer.changelog_writer`), flush, fail on any undelivered;
   3. commit the input offsets (offset + 1).
 
+The periodic at-least-once checkpoint runs the same order pipelined, one interval apart, so that
+it does not hold the loop while state records are encoded, produced and flushed: it flushes
+(the outputs so far, and the state records of the previous snapshot, sent meanwhile), commits the
+positions of the previous snapshot, then snapshots the changed keys and takes the positions,
+whose commit waits for the next checkpoint. Between two checkpoints the snapshot's records go to
+the producer a slice per loop. The committed offsets trail by one interval; a crash replays it.
+
 Exactly-once: the same records and the input offsets go into the open transaction, which is
 committed; a read_committed reader sees all of it or none of it.
 
@@ -69,6 +76,10 @@ class Checkpointer:
         self.keep_trying = keep_trying
         self.timeout_s = timeout_s
         self.in_transaction = False
+        # At-least-once, pipelined: the positions of the last snapshot, committed at the next
+        # checkpoint once its state records are delivered; and the last positions committed.
+        self.behind: Positions = {}
+        self._committed: Positions = {}
 
     # -- the producer and its transaction ---------------------------------------------------
 
@@ -115,13 +126,22 @@ class Checkpointer:
     # -- checkpoints --------------------------------------------------------------------------
 
     def checkpoint(
-        self, consumer: Consumer, positions: Positions, owned: Collection[int]
+        self,
+        consumer: Consumer,
+        positions: Positions,
+        owned: Collection[int],
+        *,
+        pipelined: bool = False,
     ) -> Outcome:
-        """One checkpoint of the input partitions `owned` now, failures handled."""
+        """One checkpoint of the input partitions `owned`, failures handled: now, or (at-least-
+        once, `pipelined`) the positions of the last pipelined checkpoint, snapshotting these."""
         if self.transactional and not self.in_transaction:
             return "nothing"  # nothing consumed or produced since the last commit
         try:
-            self.commit(consumer, positions, owned)
+            if pipelined and not self.transactional:
+                self.commit_behind(consumer, positions, owned)
+            else:
+                self.commit(consumer, positions, owned)
         except DeliveryFailedError as exc:
             self.metrics.count_commit_failure("delivery")
             log_event(log, "commit_failed", level=logging.ERROR, reason=str(exc))
@@ -152,6 +172,33 @@ class Checkpointer:
             self.abort()
         self.in_transaction = False
         return True
+
+    def forget(self, partitions: Collection[int] | None = None) -> None:
+        """Revoked, lost or rewound (None: every partition): not to be committed from here."""
+        if partitions is None:
+            self.behind, self._committed = {}, {}
+            return
+        for p in partitions:
+            self.behind.pop(p, None)
+            self._committed.pop(p, None)
+
+    def commit_behind(
+        self, consumer: Consumer, positions: Positions, owned: Collection[int]
+    ) -> None:
+        """At-least-once, pipelined (see the module's docstring); raises as `commit`."""
+        started = time.monotonic()
+        with self._step("changelog"):
+            self.changelog.send_unsent(owned)  # what is left of the last snapshot
+        with self._step("flush"):
+            self.sink.flush(self.timeout_s)
+        if self.behind:
+            self._commit_offsets(consumer, self.behind, owned)
+        self.changelog.committed(self._committed)  # tombstones go with this snapshot
+        with self._step("changelog"):
+            self.changelog.snapshot(owned)
+        taken = {p: o for p, o in positions.items() if p in owned}
+        self.behind = taken if taken != self._committed else {}
+        self.metrics.observe_commit(time.monotonic() - started)
 
     def commit(self, consumer: Consumer, positions: Positions, owned: Collection[int]) -> None:
         """The checkpoint itself; raises (DeliveryFailedError, StuckTransactionError,
@@ -190,7 +237,22 @@ class Checkpointer:
                 with self._step("offsets"):
                     consumer.commit(offsets=offsets, asynchronous=False)
         self.changelog.committed(positions)
+        self.behind, self._committed = {}, dict(positions)
         self.metrics.observe_commit(time.monotonic() - started)
+
+    def _commit_offsets(
+        self, consumer: Consumer, positions: Positions, owned: Collection[int]
+    ) -> None:
+        offsets = [
+            TopicPartition(self.input_topic, p, o)
+            for p, o in sorted(positions.items())
+            if p in owned
+        ]
+        if offsets:
+            with self._step("offsets"):
+                consumer.commit(offsets=offsets, asynchronous=False)
+        self._committed = {tp.partition: tp.offset for tp in offsets}
+        self.behind = {}
 
     @contextlib.contextmanager
     def _step(self, step: CommitStep) -> Iterator[None]:

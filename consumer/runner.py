@@ -161,6 +161,8 @@ class Runner:
                     self._transacting(self._process, msgs)
                 if self.restorer.pending:
                     self._restore_slice()
+                if self.changelog.unsent():
+                    self._send_changelog_slice()
                 self.sink.serve()
                 now = time.monotonic()
                 if now >= next_housekeeping:
@@ -169,9 +171,12 @@ class Runner:
                 # The interval spaces out checkpoints that have something to commit. An idle
                 # worker has nothing to space out: the first batch after idleness is committed
                 # at once, not up to an interval after it was delivered.
-                if now >= next_commit and (self._uncommitted or self.changelog.pending()):
-                    self._checkpoint()
+                if now >= next_commit and self._to_commit():
+                    self._checkpoint(pipelined=True)
                     next_commit = time.monotonic() + commit_every
+                elif not msgs and self.checkpointer.behind:
+                    # Idle: commit what the last checkpoint snapshotted now, not an interval on.
+                    self._checkpoint(pipelined=True)
             self._checkpoint()
             clean = True
         finally:
@@ -441,11 +446,16 @@ class Runner:
 
     # -- checkpoints and failures -------------------------------------------------------------
 
-    def _checkpoint(self) -> None:
+    def _to_commit(self) -> bool:
+        return self._uncommitted or self.changelog.pending() or bool(self.checkpointer.behind)
+
+    def _checkpoint(self, *, pipelined: bool = False) -> None:
         if self.failed or self._detached:
             return
         started = time.perf_counter()
-        outcome = self.checkpointer.checkpoint(self.consumer, self.positions, self.assigned)
+        outcome = self.checkpointer.checkpoint(
+            self.consumer, self.positions, self.assigned, pipelined=pipelined
+        )
         self.metrics.add_stage_time("checkpoint", time.perf_counter() - started)
         if outcome == "committed":
             self._uncommitted = False
@@ -461,6 +471,7 @@ class Runner:
         if self.shadow is not None:
             self.shadow.drop_partitions(parts)
         self.changelog.forget_pending()
+        self.checkpointer.forget()
         for p in parts:
             self.positions.pop(p, None)
         committed = self._committed(parts)
@@ -583,6 +594,7 @@ class Runner:
         if self.shadow is not None:
             self.shadow.drop_partitions(parts)
         self.changelog.drop_partitions(parts)
+        self.checkpointer.forget(parts)
         for p in parts:
             self.positions.pop(p, None)
             self._resume_at.pop(p, None)
@@ -605,6 +617,11 @@ class Runner:
         self.health.restore_started((topic, p) for p in parts)
         self.restorer.add(parts)
         self.metrics.set_restoring(len(self.restorer.pending))
+
+    def _send_changelog_slice(self) -> None:
+        started = time.perf_counter()
+        self.changelog.send_some(self.assigned)
+        self.metrics.add_stage_time("checkpoint", time.perf_counter() - started)
 
     def _restore_slice(self) -> None:
         finished, stats = self.restorer.step(_RESTORE_SLICE_S)

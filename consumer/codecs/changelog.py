@@ -63,8 +63,15 @@ def encode_state(table: StateTable, key: str, model_version: str) -> bytes:
 def encode_states(
     table: StateTable, slots: npt.NDArray[np.intp], model_version: str
 ) -> list[bytes]:
-    """`encode_state` for many slots at once, byte for byte the same: the records have one fixed
-    layout, so they are written as one numpy array, column by column, and cut apart."""
+    """`encode_state` for many slots at once, byte for byte the same."""
+    return cut_rows(state_rows(table, slots, model_version))
+
+
+def state_rows(
+    table: StateTable, slots: npt.NDArray[np.intp], model_version: str
+) -> npt.NDArray[np.void]:
+    """The records `encode_state` writes for `slots`, as one numpy array (the records have one
+    fixed layout, so they are written column by column): a copy, so the table may move on."""
     n_out = table.n_outputs
     head = _header(model_version, 0)
     layout = _layout(len(head), n_out + sum(table.state_sizes))
@@ -81,7 +88,12 @@ def encode_states(
     for arr, size in zip(table.states, table.state_sizes, strict=True):
         floats[:, start : start + size] = arr[slots]
         start += size
-    data, size = rows.tobytes(), layout.itemsize
+    return rows
+
+
+def cut_rows(rows: npt.NDArray[np.void]) -> list[bytes]:
+    """`state_rows` as one value per record."""
+    data, size = rows.tobytes(), rows.dtype.itemsize
     return [data[i : i + size] for i in range(0, len(data), size)]
 
 

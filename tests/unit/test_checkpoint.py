@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import numpy as np
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from prometheus_client import CollectorRegistry
@@ -135,3 +136,88 @@ def test_each_step_of_a_checkpoint_is_timed(transactional: bool) -> None:
         want = {"changelog": 1, "flush": 2, "offsets": 1, "send_offsets": 0,
                 "commit_transaction": 0}  # fmt: skip
     assert counts == want
+
+
+def _live(m: Made, key: str, partition: int, value: float) -> None:
+    slot = m.table.allocate(key, partition)
+    m.table.states[0][slot] = value
+    m.table.dirty.add(key)
+
+
+def _changelog(m: Made) -> list[tuple[bytes | None, int]]:
+    """The changelog records delivered so far: key and partition."""
+    return [(r.key, r.partition) for r in m.producers[0].committed if r.topic == CHANGELOG]
+
+
+def test_pipelined_commits_a_checkpoints_positions_once_its_states_are_delivered() -> None:
+    m = Made(transactional=False)
+    consumer = cast(FakeConsumer, m.consumer)
+    delivered_at_commit: list[int] = []
+    commit = consumer.commit
+
+    def watched(offsets: list[Any], asynchronous: bool) -> None:
+        delivered_at_commit.append(len(_changelog(m)))
+        commit(offsets, asynchronous)
+
+    consumer.commit = watched  # type: ignore[method-assign]
+    _live(m, "k", 0, 1.0)
+    assert m.checkpointer.checkpoint(m.consumer, {0: 5}, {0}, pipelined=True) == "committed"
+    # Nothing committed yet, the state copied and not yet produced: the loop goes on.
+    assert consumer.commits == [] and m.checkpointer.behind == {0: 5}
+    assert m.checkpointer.changelog.unsent() == 1 and _changelog(m) == []
+    m.table.states[0][m.table.slot_of("k")] = 2.0  # the table moves on after the snapshot
+    m.checkpointer.changelog.send_some({0})
+    (record,) = [r for r in m.producers[0].produced if r.topic == CHANGELOG]
+    assert record.value is not None and np.frombuffer(record.value[-16:], np.float32)[1] == 1.0
+    assert m.checkpointer.checkpoint(m.consumer, {0: 7}, {0}, pipelined=True) == "committed"
+    assert consumer.commits == [[(0, 5)]] and delivered_at_commit == [1]
+    assert m.checkpointer.behind == {0: 7}
+    assert m.checkpointer.checkpoint(m.consumer, {0: 7}, {0}, pipelined=True) == "committed"
+    assert consumer.commits == [[(0, 5)], [(0, 7)]] and m.checkpointer.behind == {}
+    assert m.checkpointer.checkpoint(m.consumer, {0: 7}, {0}, pipelined=True) == "committed"
+    assert len(consumer.commits) == 2  # nothing new: the same offsets are not committed again
+
+
+def test_pipelined_a_dropped_partitions_snapshot_is_neither_written_nor_committed() -> None:
+    m = Made(transactional=False)
+    consumer = cast(FakeConsumer, m.consumer)
+    _live(m, "a", 0, 1.0)
+    _live(m, "b", 1, 1.0)
+    m.checkpointer.checkpoint(m.consumer, {0: 3, 1: 4}, {0, 1}, pipelined=True)
+    # Partition 1 lost before its snapshot went out: its new owner writes its states.
+    m.checkpointer.changelog.drop_partitions([1])
+    m.checkpointer.forget([1])
+    m.table.drop_partitions([1])
+    m.checkpointer.checkpoint(m.consumer, {0: 3}, {0}, pipelined=True)
+    assert _changelog(m) == [(b"a", 0)]
+    assert consumer.commits == [[(0, 3)]]
+
+
+def test_a_checkpoint_that_is_not_pipelined_writes_what_a_pipelined_one_left_first() -> None:
+    # A revoke's (or the last) checkpoint commits the current positions at once; the snapshot
+    # still unsent goes out before the newer states, so the compacted changelog keeps the newest.
+    m = Made(transactional=False)
+    consumer = cast(FakeConsumer, m.consumer)
+    _live(m, "k", 0, 1.0)
+    m.checkpointer.checkpoint(m.consumer, {0: 5}, {0}, pipelined=True)
+    m.table.states[0][m.table.slot_of("k")] = 2.0
+    m.table.dirty.add("k")
+    assert m.checkpoint({0: 6}) == "committed"
+    assert consumer.commits == [[(0, 6)]] and m.checkpointer.behind == {}
+    values = [r.value for r in m.producers[0].committed if r.topic == CHANGELOG]
+    assert [np.frombuffer(v[-16:], np.float32)[1] for v in values if v] == [1.0, 2.0]
+
+
+def test_a_snapshot_is_handed_to_the_producer_a_slice_per_loop() -> None:
+    m = Made(transactional=False)
+    for i in range(20_000):
+        _live(m, f"k{i}", i % 2, 1.0)
+    m.checkpointer.checkpoint(m.consumer, {0: 1, 1: 1}, {0, 1}, pipelined=True)
+    writer, produced = m.checkpointer.changelog, m.producers[0].produced
+    sizes = []
+    while writer.unsent():
+        before = len(produced)
+        writer.send_some({0, 1})
+        sizes.append(len(produced) - before)
+    assert sizes == [1250] * 16  # spread over 16 loops, not one burst
+    assert len({r.key for r in produced}) == 20_000
