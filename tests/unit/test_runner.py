@@ -384,3 +384,24 @@ def test_every_stage_of_a_batch_is_timed() -> None:
     assert sorted((o["sequence_id"], o["step"], o["final"]) for o in outputs) == [
         ("a", 1, False), ("a", 2, True), ("b", 1, False)]  # fmt: skip
     assert [p.topic for p in f.producer.produced].count(f.runner.settings.dlq_topic) == 1
+
+
+def test_exactly_once_states_go_into_the_open_transaction_after_each_batch() -> None:
+    # They were all written at the commit, which the outputs' readers wait for.
+    f = make_runner("exactly-once", commit_interval_ms=600_000)
+    seen: list[list[bytes | None]] = []
+
+    def hook(consumer: FakeConsumer) -> None:
+        if consumer.consumed == 1:
+            consumer.assign_now(0)
+        seen.append([r.key for r in f.producer.in_transaction if r.topic == CHANGELOG])
+        if consumer.consumed == 6:
+            f.runner.stop()
+
+    f.consumer.before_consume = hook
+    f.consumer.batches = [[], [sample("a", 0, 0)], [sample("b", 0, 1)], [sample("a", 0, 2)]]
+    f.runner.run()
+    # The first batch was committed at once (nothing to space out after idleness); the next
+    # ones' states are in the open transaction before any commit, a key again for each batch.
+    assert f.producer.calls.count("commit") == 2  # that first one, and the one at the stop
+    assert seen[3:5] == [[b"b"], [b"b", b"a"]]
