@@ -163,8 +163,6 @@ class Runner:
                     self._restore_slice()
                 if self.changelog.unsent():
                     self._send_changelog_slice()
-                elif self.checkpointer.in_transaction:
-                    self._transacting(self._send_changelog)
                 self.sink.serve()
                 now = time.monotonic()
                 if now >= next_housekeeping:
@@ -621,13 +619,6 @@ class Runner:
         self.health.restore_started((topic, p) for p in parts)
         self.restorer.add(parts)
         self.metrics.set_restoring(len(self.restorer.pending))
-
-    def _send_changelog(self) -> None:
-        """Exactly-once: the changed keys' states into the open transaction after every batch,
-        rather than all of them at its commit, which readers of the outputs wait for."""
-        started = time.perf_counter()
-        self.changelog.write(self.assigned)
-        self.metrics.add_stage_time("checkpoint", time.perf_counter() - started)
 
     def _send_changelog_slice(self) -> None:
         started = time.perf_counter()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import orjson
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -386,22 +388,32 @@ def test_every_stage_of_a_batch_is_timed() -> None:
     assert [p.topic for p in f.producer.produced].count(f.runner.settings.dlq_topic) == 1
 
 
-def test_exactly_once_states_go_into_the_open_transaction_after_each_batch() -> None:
-    # They were all written at the commit, which the outputs' readers wait for.
-    f = make_runner("exactly-once", commit_interval_ms=600_000)
-    seen: list[list[bytes | None]] = []
+def test_checkpoints_start_an_interval_apart_however_long_they_take(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The interval ran from a checkpoint's end, so each transaction stayed open for the interval
+    # plus the last commit's duration, and readers of the outputs waited for both.
+    f = make_runner("exactly-once", commit_interval_ms=100)
+    clock = [0.0]
+    monkeypatch.setattr("consumer.runner.time.monotonic", lambda: clock[0])
+    started: list[float] = []
+    commit = f.producer.commit_transaction
+
+    def slow_commit(timeout: float) -> None:
+        started.append(round(clock[0], 3))
+        clock[0] += 0.04  # a commit taking 40 ms
+        commit(timeout)
 
     def hook(consumer: FakeConsumer) -> None:
+        clock[0] += 0.01  # a loop iteration taking 10 ms
         if consumer.consumed == 1:
             consumer.assign_now(0)
-        seen.append([r.key for r in f.producer.in_transaction if r.topic == CHANGELOG])
-        if consumer.consumed == 6:
+        if consumer.consumed == 40:
             f.runner.stop()
 
+    f.producer.commit_transaction = slow_commit  # type: ignore[method-assign]
     f.consumer.before_consume = hook
-    f.consumer.batches = [[], [sample("a", 0, 0)], [sample("b", 0, 1)], [sample("a", 0, 2)]]
+    f.consumer.batches = [[]] + [[sample("a", 0, i)] for i in range(60)]
     f.runner.run()
-    # The first batch was committed at once (nothing to space out after idleness); the next
-    # ones' states are in the open transaction before any commit, a key again for each batch.
-    assert f.producer.calls.count("commit") == 2  # that first one, and the one at the stop
-    assert seen[3:5] == [[b"b"], [b"b", b"a"]]
+    gaps = [round(b - a, 3) for a, b in itertools.pairwise(started[1:-1])]
+    assert gaps and all(g <= 0.101 for g in gaps), gaps
