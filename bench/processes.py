@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Self
 
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from bench.memory import rss_bytes
 from producer_sim.cluster import REPO, worker
@@ -69,38 +70,39 @@ class Worker(worker.Worker):
 
     def stage_us_per_record(self) -> dict[str, float]:
         """Microseconds per consumed record spent in each stage of the loop, over its life."""
-        status, body = self.http("/metrics")
-        if status != 200:
-            raise RuntimeError(f"/metrics answered {status}")
-        seconds: dict[str, float] = {}
-        records = 0.0
-        for family in text_string_to_metric_families(body.decode()):
-            for sample in family.samples:
-                if sample.name == "lstm_scorer_stage_seconds_total":
-                    seconds[sample.labels["stage"]] = sample.value
-                elif sample.name == "lstm_scorer_records_consumed_total":
-                    records += sample.value
+        samples = self._samples()
+        seconds = _by_label(samples, "lstm_scorer_stage_seconds_total", "stage")
+        records = _total(samples, "lstm_scorer_records_consumed_total")
         return {stage: 1e6 * s / records if records else 0.0 for stage, s in seconds.items()}
 
     def counters(self) -> WorkerCounters:
-        """The counters the benchmarks explain their figures with, summed over every series."""
+        """The counters the benchmarks explain their figures with, summed over every series,
+        from one read of /metrics."""
+        samples = self._samples()
         return WorkerCounters(
-            batches=self.metric("lstm_scorer_batch_records_count"),
-            batch_records=self.metric("lstm_scorer_batch_records_sum"),
-            commits=self.metric("lstm_scorer_commit_seconds_count"),
-            commit_seconds=self.metric("lstm_scorer_commit_seconds_sum"),
-            step_seconds=self._by_label("lstm_scorer_commit_blocked_seconds_sum", "step"),
+            batches=_total(samples, "lstm_scorer_batch_records_count"),
+            batch_records=_total(samples, "lstm_scorer_batch_records_sum"),
+            commits=_total(samples, "lstm_scorer_commit_seconds_count"),
+            commit_seconds=_total(samples, "lstm_scorer_commit_seconds_sum"),
+            step_seconds=_by_label(samples, "lstm_scorer_commit_blocked_seconds_sum", "step"),
         )
 
-    def _by_label(self, name: str, label: str) -> dict[str, float]:
-        """One sample name's series from /metrics, by the value of `label`."""
+    def _samples(self) -> list[Sample]:
         status, body = self.http("/metrics")
         if status != 200:
             raise RuntimeError(f"/metrics answered {status}")
-        found: dict[str, float] = {}
-        for family in text_string_to_metric_families(body.decode()):
-            for sample in family.samples:
-                if sample.name == name:
-                    key = sample.labels[label]
-                    found[key] = found.get(key, 0.0) + sample.value
-        return found
+        return [s for f in text_string_to_metric_families(body.decode()) for s in f.samples]
+
+
+def _total(samples: list[Sample], name: str) -> float:
+    """The sum of every series of one sample name."""
+    return sum(s.value for s in samples if s.name == name)
+
+
+def _by_label(samples: list[Sample], name: str, label: str) -> dict[str, float]:
+    """One sample name's series, summed by the value of `label`."""
+    found: dict[str, float] = {}
+    for s in samples:
+        if s.name == name:
+            found[s.labels[label]] = found.get(s.labels[label], 0.0) + s.value
+    return found
