@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
@@ -186,6 +186,17 @@ def test_the_restore_reader_is_in_the_workers_own_group() -> None:
     conf = kafka_clients.restore_consumer_config(s)
     assert conf["group.id"] == "scorers"
     assert "group.instance.id" not in conf and conf["enable.auto.commit"] is False
+
+
+def test_the_restore_reader_fetches_without_waiting_on_itself() -> None:
+    # A restore at 150,000 keys/s spent seconds waiting: librdkafka held the next fetch a second
+    # once its queue had filled (fetch.queue.backoff.ms), a watermark ask at a partition's end
+    # queued behind a fetch the broker held 500 ms (fetch.wait.max.ms), and 16 MiB fetches
+    # gave the first records after 0.3 s.
+    conf = kafka_clients.restore_consumer_config(Settings(model_path=Path("m.keras")))
+    assert cast(int, conf["fetch.queue.backoff.ms"]) <= 50
+    assert cast(int, conf["fetch.wait.max.ms"]) <= 50
+    assert cast(int, conf["max.partition.fetch.bytes"]) <= 4 * 1024 * 1024
 
 
 def test_topics_that_never_show_up_fail_start_up_with_a_message(
