@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Protocol, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -39,6 +40,8 @@ class RestoreTarget(Protocol):
 
     def corrupt_reason(self, value: bytes) -> str: ...
 
+    def reserve(self, records: int) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class TableTarget:
@@ -54,6 +57,9 @@ class TableTarget:
 
     def corrupt_reason(self, value: bytes) -> str:
         return changelog_codec.corrupt_reason(self.table, value)
+
+    def reserve(self, records: int) -> None:
+        self.table.reserve(records)
 
 
 _BATCH = 10_000
@@ -140,6 +146,7 @@ class Restorer:
         if self._session is None:
             self._session = _Session(now)
         self._progress_at = now
+        records = 0
         for p in partitions:
             low, high = _watermarks(
                 self.reader, TopicPartition(self.topic, p), now + self.timeout_s
@@ -150,9 +157,12 @@ class Restorer:
                 self._done.remove(p)
             if high > low:
                 self._ends[p], self._next[p] = high, low
+                records += high - low
             else:
                 self._ends.pop(p, None)
                 self._done.append(p)
+        # Each record may be a new key: room for them all at once, not by doubling on the way.
+        self.target.reserve(records)
         self._reassign()
 
     def abandon(self, partitions: Iterable[int]) -> None:
@@ -217,23 +227,27 @@ class Restorer:
         if not msgs:
             return
         ends = self._ends
-        parts = [msg.partition() for msg in msgs]
-        offsets = [msg.offset() for msg in msgs]
-        newest = dict(zip(parts, offsets, strict=True))  # a partition's records come in order
-        if any(p not in ends or o is None or o >= ends[p] - 1 for p, o in newest.items()) or any(
-            msg.error() is not None for msg in msgs
+        parts = list(map(Message.partition, msgs))
+        last = dict(zip(parts, range(len(parts)), strict=True))  # records come in order
+        newest = {p: msgs[i].offset() for p, i in last.items()}
+        if (
+            any(p not in ends or o is None or o >= ends[p] - 1 for p, o in newest.items())
+            # any(), not a comparison with None: the client's errors raise on one
+            or any(map(Message.error, msgs))
+            or not all(raw_keys := list(map(Message.key, msgs)))
         ):
-            self._apply_each(msgs, session)
-            return
-        raw_keys = [msg.key() for msg in msgs]
-        if not all(raw_keys):
             self._apply_each(msgs, session)
             return
         session.records += len(msgs)
         self._next.update((p, o + 1) for p, o in newest.items() if p is not None and o is not None)
-        keys = [raw.decode("utf-8", "replace") for raw in raw_keys if raw is not None]
-        values = [msg.value() for msg in msgs]
-        self._apply_records(keys, cast(list[int], parts), cast(list[int], offsets), values, session)
+        keys = list(
+            map(bytes.decode, cast(list[bytes], raw_keys), repeat("utf-8"), repeat("replace"))
+        )
+        values = list(map(Message.value, msgs))
+        # An offset is wanted only for a corrupt record's report.
+        self._apply_records(
+            keys, cast(list[int], parts), lambda i: cast(int, msgs[i].offset()), values, session
+        )
 
     def _apply_each(self, msgs: list[Message], session: _Session) -> None:
         ends = self._ends
@@ -275,7 +289,7 @@ class Restorer:
             if offset >= ends[p] - 1:
                 finished = self._finish(p) or finished
         if keys:
-            self._apply_records(keys, parts, offsets, values, session)
+            self._apply_records(keys, parts, offsets.__getitem__, values, session)
         if finished:
             self._reassign()
 
@@ -283,7 +297,7 @@ class Restorer:
         self,
         keys: list[str],
         parts: list[int],
-        offsets: list[int],
+        offset_of: Callable[[int], int],
         values: list[bytes | None],
         session: _Session,
     ) -> None:
@@ -297,7 +311,7 @@ class Restorer:
             value = values[i]
             if outcomes[i] == "corrupt":
                 reason = self.target.corrupt_reason(value) if value else "empty value"
-                session.corrupt[key] = CorruptRecord(key, parts[i], offsets[i], reason)
+                session.corrupt[key] = CorruptRecord(key, parts[i], offset_of(i), reason)
             else:
                 session.corrupt.pop(key, None)  # a newer record of the key is the truth
 

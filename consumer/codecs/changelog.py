@@ -12,7 +12,7 @@ import functools
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -187,12 +187,23 @@ def apply_records(
     width = n_out + sum(table.state_sizes)
     head = _header(model_version, 0)
     layout = _layout(len(head), width)
+    newest = dict(zip(keys, range(len(keys)), strict=True))
+    if _all_of_layout(values, layout.itemsize):
+        # The common batch (a restore of a compacted changelog): every record a live state.
+        rows = np.frombuffer(b"".join(cast(list[bytes], values)), layout)
+        if _states_of(rows, head, n_out, width).all():
+            if len(newest) == len(keys):
+                _write_rows(table, keys, partitions, rows, n_out)
+            else:
+                chosen = list(newest.values())
+                _write_rows(
+                    table, list(newest), [partitions[i] for i in chosen], rows[chosen], n_out
+                )
+            return ["restored"] * len(values)
     outcomes: list[ChangelogOutcome] = ["restored"] * len(values)
-    newest = {key: i for i, key in enumerate(keys)}
     fast = [i for i, v in enumerate(values) if v is not None and len(v) == layout.itemsize]
     rows = np.frombuffer(b"".join([values[i] or b"" for i in fast]), layout)
-    ok = (rows["head"] == np.frombuffer(head, np.uint8)).all(axis=1)
-    ok &= (rows["n_out"] == n_out) & (rows["n_state"] == width - n_out)
+    ok = _states_of(rows, head, n_out, width)
     fast_ok = {i for i, good in zip(fast, ok.tolist(), strict=True) if good}
     for i, value in enumerate(values):
         if i in fast_ok:
@@ -208,20 +219,55 @@ def apply_records(
             outcomes[i] = _classify(table, value, model_version)
     chosen = [j for j, i in enumerate(fast) if i in fast_ok and newest[keys[i]] == i]
     if chosen:
-        picked = rows[chosen]
         indices = [fast[j] for j in chosen]
-        parts = np.fromiter((partitions[i] for i in indices), np.int32, len(indices))
-        slots = table.claim([keys[i] for i in indices], parts)
-        table.steps[slots] = picked["step"]
-        table.last_offset[slots] = picked["offset"]
-        table.last_seen[slots] = picked["last_seen"]
-        floats = picked["floats"]
-        table.last_output[slots] = floats[:, :n_out]
-        start = n_out
-        for arr, size in zip(table.states, table.state_sizes, strict=True):
-            arr[slots] = floats[:, start : start + size]
-            start += size
+        _write_rows(
+            table, [keys[i] for i in indices], [partitions[i] for i in indices], rows[chosen], n_out
+        )
     return outcomes
+
+
+def _all_of_layout(values: Sequence[bytes | None], itemsize: int) -> bool:
+    try:
+        return set(map(len, cast(Sequence[bytes], values))) == {itemsize}
+    except TypeError:  # a tombstone
+        return False
+
+
+def _run_of(slots: npt.NDArray[np.intp]) -> npt.NDArray[np.intp] | slice:
+    """Consecutive slots (a restore's new keys) as a slice: rows are then copied, not scattered."""
+    if len(slots) > 1 and (np.diff(slots) == 1).all():
+        return slice(int(slots[0]), int(slots[-1]) + 1)
+    return slots
+
+
+def _states_of(
+    rows: npt.NDArray[np.void], head: bytes, n_out: int, width: int
+) -> npt.NDArray[np.bool_]:
+    """Which records of the state layout are live states of this version and shape."""
+    ok: npt.NDArray[np.bool_] = (rows["head"] == np.frombuffer(head, np.uint8)).all(axis=1)
+    ok &= (rows["n_out"] == n_out) & (rows["n_state"] == width - n_out)
+    return ok
+
+
+def _write_rows(
+    table: StateTable,
+    keys: Sequence[str],
+    partitions: Sequence[int],
+    rows: npt.NDArray[np.void],
+    n_out: int,
+) -> None:
+    """Live states of distinct keys into their slots, column by column."""
+    claimed = table.claim(keys, np.array(partitions, np.int32))
+    slots = _run_of(claimed)
+    table.steps[slots] = rows["step"]
+    table.last_offset[slots] = rows["offset"]
+    table.last_seen[slots] = rows["last_seen"]
+    floats = rows["floats"]
+    table.last_output[slots] = floats[:, :n_out]
+    start = n_out
+    for arr, size in zip(table.states, table.state_sizes, strict=True):
+        arr[slots] = floats[:, start : start + size]
+        start += size
 
 
 @functools.cache

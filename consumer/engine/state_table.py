@@ -15,6 +15,7 @@ the input offsets must not turn the replayed records into a new sequence.
 from __future__ import annotations
 
 import itertools
+import mmap
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -100,7 +101,7 @@ class StateTable:
             slot = self._free.pop()
         else:
             if self._high_water == self.capacity:
-                self._grow()
+                self._grow(self.capacity * 2)
             slot = self._high_water
             self._high_water += 1
         self._slots[key] = slot
@@ -116,14 +117,17 @@ class StateTable:
         """A slot for each of these distinct keys, its own or a new one, on its partition. A new
         slot is not zeroed: the caller writes every field (a restore does)."""
         known = self._slots
-        found = [known.get(key, -1) for key in keys]
-        slots = np.fromiter(found, np.intp, len(keys))
-        new = np.flatnonzero(slots < 0).tolist() if known else range(len(keys))
+        if known and not known.keys().isdisjoint(keys):
+            slots = self.slots_of(keys)
+            new: Sequence[int] = np.flatnonzero(slots < 0).tolist()
+        else:  # keys all new, as a restore's mostly are: asked once, without their slots
+            slots = np.empty(len(keys), np.intp)
+            new = range(len(keys))
         while self._high_water + len(new) - len(self._free) > self.capacity:
-            self._grow()
+            self._grow(self.capacity * 2)
         if not self._free:  # a restore into fresh slots: all at once
             first = self._high_water
-            fresh = [keys[i] for i in new]
+            fresh = list(keys) if len(new) == len(keys) else [keys[i] for i in new]
             if self.ended:
                 for key in fresh:
                     self.ended.pop(key, None)
@@ -147,6 +151,15 @@ class StateTable:
         self.in_use[slots] = True
         self.partition[slots] = partitions
         return slots
+
+    def reserve(self, keys: int) -> None:
+        """Room for this many more keys at once (a restore knows how many records it will read):
+        the table grows to exactly that, its memory mapped in one call instead of page by page as
+        rows are first written. A page's first write is a fault, and a fault costs several times
+        more on a virtual machine that hands freed memory back to its host."""
+        needed = self._high_water + keys - len(self._free)
+        if needed > self.capacity:
+            self._grow(needed, populate=True)
 
     def clear(self, slot: int) -> None:
         """Zero a slot's state: the state before a sequence's first sample."""
@@ -286,25 +299,43 @@ class StateTable:
             total += int(per_key * n)
         return total
 
-    def _grow(self) -> None:
-        new = self.capacity * 2
-        self.states = [_grown(a, new, 0.0) for a in self.states]
-        self.steps = _grown(self.steps, new, 0)
-        self.last_offset = _grown(self.last_offset, new, -1)
-        self.last_seen = _grown(self.last_seen, new, 0.0)
-        self.last_output = _grown(self.last_output, new, 0.0)
-        self.partition = _grown(self.partition, new, 0)
-        self.in_use = _grown(self.in_use, new, False)
-        self._keys.extend([None] * (new - len(self._keys)))
+    def _grow(self, rows: int, *, populate: bool = False) -> None:
+        hw = self._high_water
+        self.states = [_grown(a, rows, hw, 0.0, populate) for a in self.states]
+        self.steps = _grown(self.steps, rows, hw, 0, populate)
+        self.last_offset = _grown(self.last_offset, rows, hw, -1, populate)
+        self.last_seen = _grown(self.last_seen, rows, hw, 0.0, populate)
+        self.last_output = _grown(self.last_output, rows, hw, 0.0, populate)
+        self.partition = _grown(self.partition, rows, hw, 0, populate)
+        self.in_use = _grown(self.in_use, rows, hw, False, populate)
+        self._keys.extend([None] * (rows - len(self._keys)))
 
 
-def _grown(arr: npt.NDArray[_G], rows: int, fill: float | bool) -> npt.NDArray[_G]:
-    # Zeros come from calloc: the new rows cost no memory, nor time to write, until used.
-    out = np.zeros((rows, *arr.shape[1:]), arr.dtype)
-    out[: len(arr)] = arr
+def _grown(
+    arr: npt.NDArray[_G], rows: int, used: int, fill: float | bool, populate: bool
+) -> npt.NDArray[_G]:
+    """`arr` with room for `rows`; only the `used` rows are copied, as every row past them still
+    holds `fill`. Zeros come from calloc: new rows cost no memory, nor time to write, until used
+    (so growing a table several times before it fills costs nothing), unless `populate`."""
+    shape = (rows, *arr.shape[1:])
+    out = _populated_zeros(shape, arr.dtype) if populate else np.zeros(shape, arr.dtype)
+    out[:used] = arr[:used]
     if fill:
-        out[len(arr) :] = fill
+        out[used:] = fill
     return out
+
+
+_MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux only
+
+
+def _populated_zeros(shape: tuple[int, ...], dtype: np.dtype[_G]) -> npt.NDArray[_G]:
+    """Zeros whose memory is mapped at once: one call instead of a fault per page."""
+    size = int(np.prod(shape)) * dtype.itemsize
+    if not _MAP_POPULATE or size < mmap.PAGESIZE:
+        return np.zeros(shape, dtype)
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_POPULATE
+    # The array holds the mapping; it is unmapped when the array goes.
+    return np.frombuffer(mmap.mmap(-1, size, flags=flags), dtype).reshape(shape)
 
 
 def replayed(offset: _Offsets, last_offset: _Offsets) -> bool | npt.NDArray[np.bool_]:

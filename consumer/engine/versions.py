@@ -258,6 +258,10 @@ class ModelVersions:
                 self._finals.append((v, self._end_restored(idx, keys, parts, values, reason)))
         return outcomes
 
+    def reserve(self, records: int) -> None:
+        """Room in the current table for the keys a restore may bring."""
+        self.current.table.reserve(records)
+
     def corrupt_reason(self, value: bytes) -> str:
         """Why a record is corrupt, judged against the table of its own version if held."""
         table = self.current.table

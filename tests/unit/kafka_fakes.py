@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, Message, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from consumer import runner
@@ -29,7 +29,10 @@ CHANGELOG = "lstm-scorer-state-changelog"
 OUTPUT = "probabilities"
 
 
-class FakeMessage:
+class FakeMessage(Message):
+    """A real client message, built by hand (the code reads messages through the client's own
+    methods, some as unbound descriptors, which only the real type has)."""
+
     def __init__(
         self,
         key: bytes | None,
@@ -40,29 +43,16 @@ class FakeMessage:
         topic: str = INPUT,
         error: KafkaError | None = None,
     ) -> None:
-        self._key, self._value, self._topic = key, value, topic
-        self._partition, self._offset, self._error = partition, offset, error
-
-    def error(self) -> KafkaError | None:
-        return self._error
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int | None:
-        return self._partition
-
-    def offset(self) -> int | None:
-        return self._offset
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 1_764_150_000_000)
+        # The client's None for "no partition" or "no offset" is its -1 and -1001.
+        super().__init__(
+            topic=topic,
+            partition=-1 if partition is None else partition,
+            offset=-1001 if offset is None else offset,
+            key=key,
+            value=value,
+            error=error,
+            timestamp=(1, 1_764_150_000_000),
+        )
 
 
 def sample(key: str, partition: int, offset: int, extra: str = "") -> FakeMessage:

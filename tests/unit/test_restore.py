@@ -79,6 +79,18 @@ def test_a_restore_goes_in_slices_and_partitions_finish_one_by_one() -> None:
     assert not restorer.pending and reader.assigned == {}
 
 
+def test_a_restore_makes_room_for_its_records_at_once() -> None:
+    # Not by doubling on the way: each doubling copied the table, and each new page was a fault.
+    reader = FakeReader({0: [_state(f"k{i}", 1, i) for i in range(5)], 1: [_state("z", 1, 0)]})
+    table = StateTable((3, 1), 2, initial_capacity=1)
+    restorer = Restorer(cast(Consumer, reader), CHANGELOG, target=TableTarget(table, VERSION))
+    restorer.add([0, 1])
+    assert table.capacity == 6
+    while restorer.step(1.0)[1] is None:
+        pass
+    assert len(table) == 6 and table.capacity == 6
+
+
 def test_an_abandoned_partition_stops_being_read() -> None:
     reader = FakeReader({0: [_state(f"k{i}", 1, i) for i in range(5)], 1: [_state("z", 1, 0)]})
     reader.per_consume = 1

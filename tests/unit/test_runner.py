@@ -84,7 +84,7 @@ def test_no_tombstone_is_written_for_a_partition_no_longer_owned(
     f = make_runner()
     r = f.runner
     f.assign(0, 1)
-    r._process([sample("a", 0, 0, ',"end":true'), sample("b", 1, 0)])  # type: ignore[list-item]
+    r._process([sample("a", 0, 0, ',"end":true'), sample("b", 1, 0)])
     if lost:
         r._checkpoint()  # writes "a ended at 0", commits offset 1, queues a's tombstone
         f.consumer.callbacks["on_lost"](f.consumer, [TopicPartition(INPUT, 0)])
@@ -92,7 +92,7 @@ def test_no_tombstone_is_written_for_a_partition_no_longer_owned(
         f.consumer.revoke_now(0)  # the same checkpoint, then the partition goes
     assert (b"a", 0) in [(p.key, p.partition) for p in f.producer.produced]
     f.producer.produced.clear()
-    r._process([sample("b", 1, 1)])  # type: ignore[list-item]
+    r._process([sample("b", 1, 1)])
     r._checkpoint()
     changelog = [(p.key, p.partition) for p in f.producer.produced if p.topic == CHANGELOG]
     assert (b"b", 1) in changelog
@@ -308,7 +308,7 @@ def test_a_record_of_a_partition_still_restoring_is_read_again_after(
     r = f.runner
     f.reader.records[1] = _changelog_states(1, ["z"], step=5)
     f.consumer.assign_now(1)
-    r._process([sample("z", 1, 7), sample("z", 1, 8)])  # type: ignore[list-item]
+    r._process([sample("z", 1, 7), sample("z", 1, 8)])
     assert not f.producer.produced and r.positions == {}
     f.restore()
     assert f.consumer.ops[-2:] == [("resume", 1), ("seek", 1)] and f.consumer.seeks[-1] == (1, 7)
