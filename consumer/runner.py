@@ -149,7 +149,9 @@ class Runner:
         try:
             while not self.stopping:
                 polled = time.perf_counter()
-                msgs = self.consumer.consume(s.max_batch, timeout=s.max_wait_ms / 1000)
+                # While restoring, the loop's wait is the restore's slice, not an empty poll.
+                wait_s = 0.0 if self.restorer.pending else s.max_wait_ms / 1000
+                msgs = self.consumer.consume(s.max_batch, timeout=wait_s)
                 if msgs:  # an empty poll is waiting, not work
                     self.metrics.add_stage_time("consume", time.perf_counter() - polled)
                 self.health.mark_polled()

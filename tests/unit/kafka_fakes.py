@@ -158,6 +158,7 @@ class FakeConsumer:
     seeks: list[tuple[int, int]] = field(default_factory=list)
     ops: list[tuple[str, int]] = field(default_factory=list)  # pause, resume, seek, in order
     consumed: int = 0  # consume() calls
+    timeouts: list[float] = field(default_factory=list)  # of each consume() call
     closed: bool = False
     before_consume: Callable[[FakeConsumer], None] | None = None
 
@@ -166,6 +167,7 @@ class FakeConsumer:
 
     def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
         self.consumed += 1
+        self.timeouts.append(timeout)
         if self.before_consume is not None:
             self.before_consume(self)
         # Records of paused partitions wait for their resume; the others flow.

@@ -196,6 +196,33 @@ def _changelog_states(
     return [(k.encode(), changelog_codec.encode_state(table, k, "prefixsum")) for k in keys]
 
 
+def test_the_poll_loop_does_not_wait_for_records_while_a_restore_is_under_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each loop iteration waited for input (max wait) between two slices of the restore, with
+    # every restoring partition paused: a tenth of a restore's time went to waiting for nothing.
+    f = make_runner("at-least-once")
+    r = f.runner
+    monkeypatch.setattr(runner, "_RESTORE_SLICE_S", 0.0)  # one changelog read per iteration
+    f.reader.records[1] = _changelog_states(1, [f"k{i}" for i in range(6)], step=5)
+    f.reader.per_consume = 2
+    restoring: list[bool] = []
+
+    def rebalance(consumer: FakeConsumer) -> None:
+        restoring.append(bool(r.restorer.pending))
+        if consumer.consumed == 1:
+            consumer.assign_now(1)
+        elif consumer.consumed > 8:
+            r.stop()
+
+    f.consumer.before_consume = rebalance
+    r.run()
+    polls = list(zip(f.consumer.timeouts, restoring, strict=True))
+    assert {busy for _, busy in polls} == {True, False}
+    assert {t for t, busy in polls if busy} == {0.0}
+    assert {t for t, busy in polls if not busy} == {r.settings.max_wait_ms / 1000}
+
+
 @pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
 @pytest.mark.timeout(30)
 def test_a_restore_runs_in_slices_between_polls_with_no_transaction_open(
