@@ -40,7 +40,9 @@ class RestoreTarget(Protocol):
 
     def corrupt_reason(self, value: bytes) -> str: ...
 
-    def reserve(self, records: int) -> None: ...
+    def expect(self, records: int) -> None: ...
+
+    def fit(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +60,11 @@ class TableTarget:
     def corrupt_reason(self, value: bytes) -> str:
         return changelog_codec.corrupt_reason(self.table, value)
 
-    def reserve(self, records: int) -> None:
-        self.table.reserve(records)
+    def expect(self, records: int) -> None:
+        self.table.expect(records)
+
+    def fit(self) -> None:
+        self.table.fit()
 
 
 _BATCH = 10_000
@@ -161,8 +166,8 @@ class Restorer:
             else:
                 self._ends.pop(p, None)
                 self._done.append(p)
-        # Each record may be a new key: room for them all at once, not by doubling on the way.
-        self.target.reserve(records)
+        # Each record may be a new key: the table's room is mapped ahead, not page by page.
+        self.target.expect(records)
         self._reassign()
 
     def abandon(self, partitions: Iterable[int]) -> None:
@@ -181,6 +186,7 @@ class Restorer:
         self._reassign()
         if not self.pending:
             self._session = None
+            self.target.fit()
 
     def step(self, budget_s: float) -> tuple[list[int], RestoreStats | None]:
         """Read for about `budget_s`. Returns the partitions finished since the last call and,
@@ -210,6 +216,7 @@ class Restorer:
         if self._ends:
             return finished, None
         self._session = None
+        self.target.fit()
         release_free_memory()  # what the reads allocated, glibc would otherwise keep
         stats = RestoreStats(
             tuple(session.partitions),

@@ -64,6 +64,7 @@ class StateTable:
         self._keys: list[str | None] = [None] * cap
         self._free: list[int] = []
         self._high_water = 0
+        self._bound = 0  # while restoring: the most rows the restores can fill (`expect`)
         # Keys whose state changed since the last `take_dirty`, for the changelog.
         self.dirty: set[str] = set()
         self.ended: dict[str, EndedKey] = {}
@@ -100,8 +101,7 @@ class StateTable:
         if self._free:
             slot = self._free.pop()
         else:
-            if self._high_water == self.capacity:
-                self._grow(self.capacity * 2)
+            self._make_room(self._high_water + 1)
             slot = self._high_water
             self._high_water += 1
         self._slots[key] = slot
@@ -123,8 +123,7 @@ class StateTable:
         else:  # keys all new, as a restore's mostly are: asked once, without their slots
             slots = np.empty(len(keys), np.intp)
             new = range(len(keys))
-        while self._high_water + len(new) - len(self._free) > self.capacity:
-            self._grow(self.capacity * 2)
+        self._make_room(self._high_water + len(new) - len(self._free))
         if not self._free:  # a restore into fresh slots: all at once
             first = self._high_water
             fresh = list(keys) if len(new) == len(keys) else [keys[i] for i in new]
@@ -152,14 +151,23 @@ class StateTable:
         self.partition[slots] = partitions
         return slots
 
-    def reserve(self, keys: int) -> None:
-        """Room for this many more keys at once (a restore knows how many records it will read):
-        the table grows to exactly that, its memory mapped in one call instead of page by page as
-        rows are first written. A page's first write is a fault, and a fault costs several times
-        more on a virtual machine that hands freed memory back to its host."""
-        needed = self._high_water + keys - len(self._free)
-        if needed > self.capacity:
-            self._grow(needed, populate=True)
+    def expect(self, keys: int) -> None:
+        """A restore will add at most this many keys (it reads this many records). Until `fit`,
+        the table grows with its new memory mapped in one call (a page's first write is a
+        fault, and a fault costs several times more on a virtual machine that hands freed memory
+        back to its host), by doubling, but never past what the restores can fill."""
+        if keys:
+            self._bound = max(self._bound, self._high_water) + keys
+
+    def fit(self) -> None:
+        """The restores are over: rows they mapped and did not fill (a changelog not yet
+        compacted holds several records of a key) are given back."""
+        if not self._bound:
+            return
+        self._bound = 0
+        rows = max(self._high_water, _INITIAL_CAPACITY)
+        if self.capacity > rows + rows // 4:
+            self._resize(rows, populate=True)
 
     def clear(self, slot: int) -> None:
         """Zero a slot's state: the state before a sequence's first sample."""
@@ -299,7 +307,21 @@ class StateTable:
             total += int(per_key * n)
         return total
 
-    def _grow(self, rows: int, *, populate: bool = False) -> None:
+    def _make_room(self, rows: int) -> None:
+        """Capacity for `rows` rows: doubled as often as needed or, while restoring, mapped at
+        once and no further than the restores can fill."""
+        if rows <= self.capacity:
+            return
+        doubled = self.capacity * 2
+        while doubled < rows:
+            doubled *= 2
+        if rows <= self._bound:  # (live keys may have taken the restores' room: then doubled)
+            self._resize(min(doubled, self._bound), populate=True)
+        else:
+            self._resize(doubled)
+
+    def _resize(self, rows: int, *, populate: bool = False) -> None:
+        """To `rows` rows (never fewer than the high-water mark)."""
         hw = self._high_water
         self.states = [_grown(a, rows, hw, 0.0, populate) for a in self.states]
         self.steps = _grown(self.steps, rows, hw, 0, populate)
@@ -308,15 +330,18 @@ class StateTable:
         self.last_output = _grown(self.last_output, rows, hw, 0.0, populate)
         self.partition = _grown(self.partition, rows, hw, 0, populate)
         self.in_use = _grown(self.in_use, rows, hw, False, populate)
-        self._keys.extend([None] * (rows - len(self._keys)))
+        if rows > len(self._keys):
+            self._keys.extend([None] * (rows - len(self._keys)))
+        else:
+            del self._keys[rows:]
 
 
 def _grown(
     arr: npt.NDArray[_G], rows: int, used: int, fill: float | bool, populate: bool
 ) -> npt.NDArray[_G]:
-    """`arr` with room for `rows`; only the `used` rows are copied, as every row past them still
-    holds `fill`. Zeros come from calloc: new rows cost no memory, nor time to write, until used
-    (so growing a table several times before it fills costs nothing), unless `populate`."""
+    """`arr` with `rows` rows; only the `used` rows are copied, as every row past them still holds
+    `fill`. Zeros come from calloc: new rows cost no memory, nor time to write, until used (so
+    growing a table several times before it fills costs nothing), unless `populate`."""
     shape = (rows, *arr.shape[1:])
     out = _populated_zeros(shape, arr.dtype) if populate else np.zeros(shape, arr.dtype)
     out[:used] = arr[:used]

@@ -258,9 +258,12 @@ class ModelVersions:
                 self._finals.append((v, self._end_restored(idx, keys, parts, values, reason)))
         return outcomes
 
-    def reserve(self, records: int) -> None:
-        """Room in the current table for the keys a restore may bring."""
-        self.current.table.reserve(records)
+    def expect(self, records: int) -> None:
+        """The keys a restore may bring, into the current table."""
+        self.current.table.expect(records)
+
+    def fit(self) -> None:
+        self.current.table.fit()
 
     def corrupt_reason(self, value: bytes) -> str:
         """Why a record is corrupt, judged against the table of its own version if held."""

@@ -79,16 +79,49 @@ def test_a_restore_goes_in_slices_and_partitions_finish_one_by_one() -> None:
     assert not restorer.pending and reader.assigned == {}
 
 
-def test_a_restore_makes_room_for_its_records_at_once() -> None:
-    # Not by doubling on the way: each doubling copied the table, and each new page was a fault.
-    reader = FakeReader({0: [_state(f"k{i}", 1, i) for i in range(5)], 1: [_state("z", 1, 0)]})
+def test_a_restore_maps_at_most_twice_its_keys_and_gives_back_what_it_did_not_fill() -> None:
+    # 5,000 records of 600 keys (a changelog not yet compacted): room for every record would have
+    # held eight times the table's memory through the restore, and after it.
     table = StateTable((3, 1), 2, initial_capacity=1)
+    sizes: list[int] = []
+    grow = table._resize
+
+    def resize(rows: int, *, populate: bool = False) -> None:
+        sizes.append(rows)
+        grow(rows, populate=populate)
+
+    table._resize = resize  # type: ignore[method-assign]
+    records: list[tuple[bytes | None, bytes | None]] = [
+        _state(f"k{i % 600}", 1 + i // 600, i) for i in range(5000)
+    ]
+    reader = FakeReader({0: records[:2500], 1: records[2500:]})
+    reader.per_consume = 1000
     restorer = Restorer(cast(Consumer, reader), CHANGELOG, target=TableTarget(table, VERSION))
     restorer.add([0, 1])
-    assert table.capacity == 6
     while restorer.step(1.0)[1] is None:
-        pass
-    assert len(table) == 6 and table.capacity == 6
+        assert table.capacity <= 2 * max(len(table), 1)
+    assert len(table) == 600 and max(sizes) <= 1200
+    assert table.capacity == 1024  # given back: at least the first table's size
+
+
+def test_live_keys_past_what_a_restore_expected_grow_the_table_by_doubling() -> None:
+    # Keys of partitions already owned keep coming while a restore runs; growing one row at a
+    # time past the restore's bound would copy the table for every new key.
+    table = StateTable((3, 1), 2, initial_capacity=1)
+    sizes: list[int] = []
+    grow = table._resize
+
+    def resize(rows: int, *, populate: bool = False) -> None:
+        sizes.append(rows)
+        grow(rows, populate=populate)
+
+    table._resize = resize  # type: ignore[method-assign]
+    table.expect(10)
+    for i in range(1000):
+        table.allocate(f"live{i}", 0)
+    assert len(sizes) <= 12 and table.capacity < 2000
+    table.fit()  # nothing to give back: the restore's room was filled, the rest is doubling's
+    assert len(sizes) <= 12 and len(table) == 1000
 
 
 def test_an_abandoned_partition_stops_being_read() -> None:

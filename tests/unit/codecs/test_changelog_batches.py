@@ -130,26 +130,30 @@ def test_batches_equal_records_one_by_one(
         max_size=30,
     ),
     batch=st.integers(1, 8),
+    extra=st.integers(0, 5),
 )
-def test_a_table_reserved_for_a_restore_ends_as_one_grown_on_the_way(
-    stream: list[tuple[str, str, int]], batch: int
+def test_a_table_restored_into_ends_as_one_grown_on_the_way(
+    stream: list[tuple[str, str, int]], batch: int, extra: int
 ) -> None:
-    # A restore reserves its records' rows up front, mapped at once; the rows it does not fill
-    # must hold what a table grown by doubling holds.
+    # While restoring, the table grows mapped at once and no further than the records can fill;
+    # the rows it does not fill must hold what a table grown by doubling holds, before and after
+    # the rows the restore did not use are given back.
     records = [(key, 0, record(kind, key, seed)) for key, kind, seed in stream]
-    grown, reserved = prefilled(["a"]), prefilled(["a"])
-    reserved.reserve(len(records))
-    assert reserved.capacity == max(len(records) + 1, 1)
-    for table in (grown, reserved):
+    grown, restored = prefilled(["a"]), prefilled(["a"])
+    restored.expect(len(records) + extra)
+    for table in (grown, restored):
         for lo in range(0, len(records), batch):
             part = records[lo : lo + batch]
             changelog_codec.apply_records(
                 table, [k for k, _, _ in part], [p for _, p, _ in part],
                 [v for _, _, v in part], VERSION,
             )  # fmt: skip
-    assert contents(reserved) == contents(grown)
-    unused = slice(reserved._high_water, reserved.capacity)
-    assert (reserved.last_offset[unused] == -1).all() and not reserved.steps[unused].any()
+    assert restored.capacity <= 1 + len(records) + extra
+    for check in ("restoring", "fitted"):
+        assert contents(restored) == contents(grown), check
+        unused = slice(restored._high_water, restored.capacity)
+        assert (restored.last_offset[unused] == -1).all() and not restored.steps[unused].any()
+        restored.fit()
 
 
 def test_the_common_layout_is_read_as_one_array() -> None:
