@@ -79,18 +79,24 @@ def test_a_restore_goes_in_slices_and_partitions_finish_one_by_one() -> None:
     assert not restorer.pending and reader.assigned == {}
 
 
+def _recorded_resizes(table: StateTable) -> list[int]:
+    """The row counts of the table's every resize from now on, in order."""
+    sizes: list[int] = []
+    resize = table._resize
+
+    def recording(rows: int, *, populate: bool = False) -> None:
+        sizes.append(rows)
+        resize(rows, populate=populate)
+
+    table._resize = recording  # type: ignore[method-assign]
+    return sizes
+
+
 def test_a_restore_maps_at_most_twice_its_keys_and_gives_back_what_it_did_not_fill() -> None:
     # 5,000 records of 600 keys (a changelog not yet compacted): room for every record would have
     # held eight times the table's memory through the restore, and after it.
     table = StateTable((3, 1), 2, initial_capacity=1)
-    sizes: list[int] = []
-    grow = table._resize
-
-    def resize(rows: int, *, populate: bool = False) -> None:
-        sizes.append(rows)
-        grow(rows, populate=populate)
-
-    table._resize = resize  # type: ignore[method-assign]
+    sizes = _recorded_resizes(table)
     records: list[tuple[bytes | None, bytes | None]] = [
         _state(f"k{i % 600}", 1 + i // 600, i) for i in range(5000)
     ]
@@ -108,14 +114,7 @@ def test_live_keys_past_what_a_restore_expected_grow_the_table_by_doubling() -> 
     # Keys of partitions already owned keep coming while a restore runs; growing one row at a
     # time past the restore's bound would copy the table for every new key.
     table = StateTable((3, 1), 2, initial_capacity=1)
-    sizes: list[int] = []
-    grow = table._resize
-
-    def resize(rows: int, *, populate: bool = False) -> None:
-        sizes.append(rows)
-        grow(rows, populate=populate)
-
-    table._resize = resize  # type: ignore[method-assign]
+    sizes = _recorded_resizes(table)
     table.expect(10)
     for i in range(1000):
         table.allocate(f"live{i}", 0)
