@@ -142,6 +142,12 @@ def default_instance_id() -> str:
     return socket.gethostname() or "localhost"
 
 
+def transactional_id(group_id: str, instance_id: str) -> str:
+    """A worker's transactional id: one per static member, so a restarted worker fences its
+    predecessor, and a successor can fence a member that left (`consumer.departed_writers`)."""
+    return f"{group_id}-{instance_id}"
+
+
 def is_secret(property_name: str) -> bool:
     """Whether a librdkafka property may hold credentials or key material."""
     name = property_name.lower()
@@ -202,7 +208,7 @@ class Settings:
 
     @property
     def transactional_id(self) -> str:
-        return f"{self.group_id}-{self.instance_id}"
+        return transactional_id(self.group_id, self.instance_id)
 
     def consumer_properties(self) -> dict[str, str]:
         return {

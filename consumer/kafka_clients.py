@@ -28,10 +28,14 @@ from consumer.access_rights import (
     topic_rights_needed,
 )
 from consumer.config import Settings
+from consumer.departed_writers import DepartedWriters
+from consumer.departed_writers import for_settings as departed_writers_of
 
 log = logging.getLogger(__name__)
 # Beyond the commit interval, before the broker aborts a transaction (see transaction_timeout_ms).
 TRANSACTION_MARGIN_MS = 10_000
+# Fencing a departed worker's transactional id waits for the broker to abort its transaction.
+FENCE_TIMEOUT_S = 10.0
 
 
 class StartupError(RuntimeError):
@@ -143,6 +147,9 @@ class KafkaClients:
 
     def changelog_reader(self) -> Consumer:
         return Consumer(restore_consumer_config(self.settings))
+
+    def departed_writers(self) -> DepartedWriters:
+        return departed_writers_of(self.settings, FENCE_TIMEOUT_S)
 
     def producer(
         self,

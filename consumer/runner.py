@@ -108,6 +108,8 @@ class Runner:
         )
         self.consumer = self.clients.group_consumer(self._on_consumer_error)
         self.reader = self.clients.changelog_reader()
+        # Exactly-once: a successor aborts the transaction a departed worker left open.
+        self.departed = self.clients.departed_writers() if self.transactional else None
         self.restorer = Restorer(self.reader, settings.changelog_topic, target=self.models)
         self.positions: Positions = {}
         # Where a partition paused for a restore reads on when resumed, if not where it stopped:
@@ -566,6 +568,8 @@ class Runner:
             consumer.assign(partitions)
         self.assigned.update(parts)
         self._publish_assignment("assign")
+        if self.departed is not None:
+            self.departed.after_rebalance()
         self._start_restore(parts)
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:

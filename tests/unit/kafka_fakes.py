@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from consumer import runner
 from consumer.config import Guarantee, Settings
+from consumer.departed_writers import DepartedWriters
 from consumer.http_endpoints import Health
 from consumer.kafka_clients import KafkaClients
 from consumer.metrics import Metrics
@@ -266,6 +267,10 @@ class FakeClients:
     reader: FakeReader = field(default_factory=FakeReader)
     producers: list[FakeProducer] = field(default_factory=list)
     consumers_made: int = 0
+    # The group's static members as a lookup finds them, and the transactional ids fenced.
+    members: set[str] = field(default_factory=set)
+    fenced: list[str] = field(default_factory=list)
+    own_instance: str = ""
 
     def group_consumer(self, on_error: Callable[[KafkaError], None]) -> FakeConsumer:
         self.consumers_made += 1
@@ -278,6 +283,11 @@ class FakeClients:
     def producer(self, _on_error: object, on_delivery: Any) -> FakeProducer:
         self.producers.append(FakeProducer(on_delivery))
         return self.producers[-1]
+
+    def departed_writers(self) -> DepartedWriters:
+        return DepartedWriters(
+            self.own_instance, lambda: set(self.members), self.fenced.append, lambda i: f"g-{i}"
+        )
 
 
 @dataclass
@@ -313,8 +323,8 @@ class Fakes:
 
 
 def make_runner(guarantee: Guarantee = "at-least-once", **settings: Any) -> Fakes:
-    clients = FakeClients()
     s = Settings(model_path=Path("m.keras"), guarantee=guarantee, **settings)
+    clients = FakeClients(own_instance=s.instance_id)
     metrics = Metrics(CollectorRegistry())
     r = runner.Runner(s, PrefixSumStep(), metrics, Health(), cast(KafkaClients, clients))
     # As run() subscribes, for tests that drive the runner's steps themselves.

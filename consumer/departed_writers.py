@@ -1,0 +1,101 @@
+"""Exactly-once: abort the open transaction of a worker that left the group without closing.
+
+A worker killed mid-transaction leaves its transaction open until the broker aborts it at the
+transaction timeout (and the broker's next check for expired transactions, up to 10 s later).
+Until then read_committed readers see nothing past it: downstream consumers, and the restore of
+the partitions the dead worker held, so the worker that takes them over waits too. Its successor
+does not have to wait: a producer that initialises the dead worker's transactional id makes the
+broker abort that transaction at once (and fences the id, as a restarted worker does its own).
+
+Which ids to fence: after every rebalance each worker reads the group's members; a static member
+(its `group.instance.id`) seen after an earlier rebalance and gone now has left, and its
+transactional id is `<group-id>-<instance-id>`. A member that is still in the group is never
+fenced, so a rebalance that moves partitions between live workers costs nothing but the lookup.
+A worker whose session expired while it was alive is fenced like a dead one: its transaction
+would be refused anyway (its partitions moved), and it starts a new producer when it rejoins.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+
+from consumer.config import Settings, transactional_id
+from consumer.logging_setup import log_event
+
+log = logging.getLogger(__name__)
+
+MembersLookup = Callable[[], set[str]]
+Fence = Callable[[str], None]
+
+
+class DepartedWriters:
+    """Remembers the group's static members between rebalances and fences those that left."""
+
+    def __init__(
+        self,
+        own_instance: str,
+        members: MembersLookup,
+        fence: Fence,
+        transactional_id_of: Callable[[str], str],
+    ) -> None:
+        self.own_instance = own_instance
+        self._members = members
+        self._fence = fence
+        self._transactional_id_of = transactional_id_of
+        self.peers: set[str] = set()  # static members seen after the last rebalance
+
+    def after_rebalance(self) -> list[str]:
+        """Fence the transactional ids of the members that left since the last rebalance; return
+        the instance ids fenced. A failed lookup or fence is logged: the broker's transaction
+        timeout still aborts the transaction, later."""
+        try:
+            members = self._members()
+        except KafkaException as exc:
+            log_event(log, "group_members_unknown", level=logging.WARNING, error=str(exc))
+            return []
+        left = sorted(self.peers - members - {self.own_instance})
+        self.peers = members
+        fenced = []
+        for instance in left:
+            tid = self._transactional_id_of(instance)
+            started = time.monotonic()
+            try:
+                self._fence(tid)
+            except KafkaException as exc:
+                log_event(log, "departed_writer_not_fenced", level=logging.WARNING,
+                          instance_id=instance, transactional_id=tid, error=str(exc))  # fmt: skip
+                continue
+            fenced.append(instance)
+            log_event(log, "departed_writer_fenced", instance_id=instance, transactional_id=tid,
+                      seconds=round(time.monotonic() - started, 3))  # fmt: skip
+        return fenced
+
+
+def for_settings(settings: Settings, timeout_s: float) -> DepartedWriters:
+    """The real lookups: the group's description, and a producer that initialises an id."""
+    admin = AdminClient(dict[str, str | int | float | bool](settings.admin_properties()))
+
+    def members() -> set[str]:
+        [future] = admin.describe_consumer_groups([settings.group_id],
+                                                 request_timeout=timeout_s).values()  # fmt: skip
+        return static_members(m.group_instance_id for m in future.result().members)
+
+    def fence(transactional_id: str) -> None:
+        conf = {**settings.producer_properties(), "transactional.id": transactional_id}
+        producer = Producer(conf)
+        # Initialising aborts the id's open transaction and bumps its epoch; nothing is sent.
+        producer.init_transactions(timeout_s)
+
+    return DepartedWriters(
+        settings.instance_id, members, fence, lambda i: transactional_id(settings.group_id, i)
+    )
+
+
+def static_members(instance_ids: Iterable[str | None]) -> set[str]:
+    """Members without an instance id (dynamic members) have no transactional id of ours."""
+    return {i for i in instance_ids if i}
