@@ -10,7 +10,7 @@ until an expected count, so late repeats and extra finals are seen; repeats must
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -218,9 +218,15 @@ class Deployment:
     def changelog(self) -> str:
         return f"{self.group}-state-changelog"
 
-    def worker(self, *extra: str, model: Path | None = None, name: str = "w") -> Worker:
+    def worker(
+        self,
+        *extra: str,
+        model: Path | None = None,
+        name: str = "w",
+        env: Mapping[str, str] | None = None,
+    ) -> Worker:
         """Start one more worker, with an instance id of its own; `extra` flags come last and
-        win."""
+        win, as `env` does over the harness's environment."""
         n = len(self.workers)
         args = [
             "--bootstrap-servers", self.bootstrap,
@@ -236,8 +242,8 @@ class Deployment:
             "--instance-id", f"{name}{n}",
             *extra,
         ]  # fmt: skip
-        env = child_env({**TF_DEFAULTS, **FAST_FAILOVER})
-        w = Worker(args, self.workdir / f"{name}{n}.log", env).start()
+        environment = child_env({**TF_DEFAULTS, **FAST_FAILOVER, **(env or {})})
+        w = Worker(args, self.workdir / f"{name}{n}.log", environment).start()
         self.workers.append(w)
         return w
 

@@ -115,6 +115,37 @@ def test_a_killed_worker_is_replaced_and_state_restored(
     assert second.terminate() == 0
 
 
+def test_a_successor_aborts_the_transaction_a_killed_worker_left_open(
+    service: Deployment,
+) -> None:
+    """Exactly-once, a worker killed mid-transaction: its open transaction hides every output
+    after it from read_committed readers until the broker aborts it. Here the broker would wait
+    ten minutes (the dead worker's transaction timeout); the worker that takes its partitions
+    over fences its transactional id, so the outputs are there well before."""
+    records = interleaved_stream(np.random.default_rng(5), 1200)
+    want = oracle(service.model, records, service.workdir)
+    never_commits = {"KAFKA_PRODUCER_TRANSACTION_TIMEOUT_MS": "600000"}
+    doomed = service.worker("--guarantee", "exactly-once", "--commit-interval-ms", "300000",
+                            env=never_commits)  # fmt: skip
+    doomed.wait_ready()
+    survivor = service.worker("--guarantee", "exactly-once")
+    survivor.wait_ready()
+    wait_for(lambda: survivor.metric("lstm_scorer_assigned_partitions") > 0 or None, 60,
+             "the partitions shared")  # fmt: skip
+    produce(service.bootstrap, service.input, records)
+    service.progress(len(records) // 2, "read_uncommitted")
+    wait_for(lambda: doomed.metric("lstm_scorer_outputs_produced_total") > 0 or None, 60,
+             "outputs in the doomed worker's open transaction")  # fmt: skip
+    doomed.kill()
+    # Read until quiet within the harness's 120 s: the broker alone would take 600 s.
+    got, repeats = dedupe(service.outputs(expected_count(want)))
+    assert mismatches(by_key(got), want) == []
+    assert repeats == 0
+    [fenced] = survivor.events("departed_writer_fenced")
+    assert fenced["transactional_id"] == f"{service.group}-w0"
+    assert survivor.terminate() == 0
+
+
 def test_bad_records_go_to_the_dead_letter_topic(service: Deployment) -> None:
     good = interleaved_stream(np.random.default_rng(4), 100)
     want = oracle(service.model, good, service.workdir)
