@@ -116,26 +116,48 @@ class StateTable:
     def claim(self, keys: Sequence[str], partitions: npt.NDArray[np.int32]) -> npt.NDArray[np.intp]:
         """A slot for each of these distinct keys, its own or a new one, on its partition. A new
         slot is not zeroed: the caller writes every field (a restore does)."""
-        known = self._slots
-        if known and not known.keys().isdisjoint(keys):
+        slots = self._claim_each(keys) if self._free else self._claim_fresh(keys)
+        self.in_use[slots] = True
+        self.partition[slots] = partitions
+        return slots
+
+    def _claim_fresh(self, keys: Sequence[str]) -> npt.NDArray[np.intp]:
+        """No free slot, as in a restore: new keys take the rows past the high-water mark, in
+        order. Where the rows are there, one dictionary call per key, `setdefault`, which finds a
+        known key's slot and numbers a new one at once (asking first, then inserting, took half
+        as long again); where the table must grow, the new keys are counted first, so that keys
+        already known grow nothing."""
+        n, first = len(keys), self._high_water
+        numbered = first + n <= self.capacity
+        if numbered:
+            slots = np.fromiter(
+                map(self._slots.setdefault, keys, range(first, first + n)), np.intp, n
+            )
+            new = slots == np.arange(first, first + n, dtype=np.intp)
+        else:
             slots = self.slots_of(keys)
-            new: Sequence[int] = np.flatnonzero(slots < 0).tolist()
-        else:  # keys all new, as a restore's mostly are: asked once, without their slots
-            slots = np.empty(len(keys), np.intp)
-            new = range(len(keys))
-        self._make_room(self._high_water + len(new) - len(self._free))
-        if not self._free:  # a restore into fresh slots: all at once
-            first = self._high_water
-            fresh = list(keys) if len(new) == len(keys) else [keys[i] for i in new]
-            if self.ended:
-                for key in fresh:
-                    self.ended.pop(key, None)
+            new = slots < 0
+            self._make_room(first + int(np.count_nonzero(new)))
+        if numbered and new.all():
+            fresh = list(keys)
+        else:  # known keys keep their slots, new ones are numbered without gaps
+            at = np.flatnonzero(new)
+            fresh = [keys[i] for i in at.tolist()]
             numbers = range(first, first + len(fresh))
-            known.update(zip(fresh, numbers, strict=True))
-            self._keys[first : first + len(fresh)] = fresh
-            slots[new] = numbers
-            self._high_water += len(fresh)
-            new = []
+            slots[at] = numbers
+            self._slots.update(zip(fresh, numbers, strict=True))
+        self._keys[first : first + len(fresh)] = fresh
+        self._high_water += len(fresh)
+        if self.ended:
+            for key in fresh:
+                self.ended.pop(key, None)
+        return slots
+
+    def _claim_each(self, keys: Sequence[str]) -> npt.NDArray[np.intp]:
+        """Free slots first (a table that ended sequences), then rows past the high-water mark."""
+        slots = self.slots_of(keys)
+        new = np.flatnonzero(slots < 0).tolist()
+        self._make_room(self._high_water + len(new) - len(self._free))
         for i in new:
             key = keys[i]
             if self._free:
@@ -147,8 +169,6 @@ class StateTable:
             self._keys[slot] = key
             self.ended.pop(key, None)
             slots[i] = slot
-        self.in_use[slots] = True
-        self.partition[slots] = partitions
         return slots
 
     def expect(self, keys: int) -> None:

@@ -123,6 +123,23 @@ def test_live_keys_past_what_a_restore_expected_grow_the_table_by_doubling() -> 
     assert len(sizes) <= 12 and len(table) == 1000
 
 
+def test_claimed_keys_keep_their_slots_and_new_ones_take_the_next_rows_without_gaps() -> None:
+    table = StateTable((3, 1), 2, initial_capacity=8)
+    first = table.claim(["a", "b", "c"], np.zeros(3, np.int32))
+    assert first.tolist() == [0, 1, 2]
+    # Room for the batch: new keys are numbered in one pass with the known ones among them.
+    mixed = table.claim(["d", "b", "e"], np.array([1, 1, 1], np.int32))
+    assert mixed.tolist() == [3, 1, 4]
+    # No room: the table grows for the new keys only.
+    grown = table.claim(["a", "f", "c", "g", "e", "h"], np.zeros(6, np.int32))
+    assert grown.tolist() == [0, 5, 2, 6, 4, 7]
+    assert table.capacity == 8
+    assert [table.key_of(s) for s in range(8)] == ["a", "b", "c", "d", "e", "f", "g", "h"]
+    assert table.slots_of(["a", "b", "c", "d", "e", "f", "g", "h"]).tolist() == list(range(8))
+    assert table.partition[:8].tolist() == [0, 1, 0, 1, 0, 0, 0, 0]  # each as last claimed
+    assert len(table) == 8 and table.in_use[:8].all()
+
+
 def test_an_abandoned_partition_stops_being_read() -> None:
     reader = FakeReader({0: [_state(f"k{i}", 1, i) for i in range(5)], 1: [_state("z", 1, 0)]})
     reader.per_consume = 1
