@@ -13,11 +13,15 @@ transactional id is `<group-id>-<instance-id>`. A member that is still in the gr
 fenced, so a rebalance that moves partitions between live workers costs nothing but the lookup.
 A worker whose session expired while it was alive is fenced like a dead one: its transaction
 would be refused anyway (its partitions moved), and it starts a new producer when it rejoins.
+
+The lookup and the fences wait on the group coordinator, up to their timeout each while it is
+away, so they run on a thread of their own (`FencingThread`): the assignment callback only asks.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 
@@ -74,6 +78,53 @@ class DepartedWriters:
             log_event(log, "departed_writer_fenced", instance_id=instance, transactional_id=tid,
                       seconds=round(time.monotonic() - started, 3))  # fmt: skip
         return fenced
+
+
+class FencingThread:
+    """Runs `DepartedWriters.after_rebalance` on a thread, once for any number of rebalances
+    asked for while it was busy (the lookup after the last of them sees every member gone)."""
+
+    def __init__(self, writers: DepartedWriters) -> None:
+        self.writers = writers
+        self._changed = threading.Condition()
+        self._asked = 0  # rebalances asked for
+        self._handled = 0  # of them, the ones a finished lookup came after
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="departed-writers", daemon=True)
+        self._thread.start()
+
+    def after_rebalance(self) -> None:
+        """Look for departed members and fence them, soon; returns at once."""
+        with self._changed:
+            self._asked += 1
+            self._changed.notify_all()
+
+    def wait_handled(self, timeout_s: float) -> bool:
+        """Wait until every rebalance asked for so far has been handled; False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._handled >= self._asked, timeout_s)
+
+    def close(self) -> None:
+        """Stop after the lookup or fence under way, if any (not waited for: it has a timeout
+        of its own and the thread dies with the process)."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._closed or self._asked > self._handled)
+                if self._closed:
+                    return
+                asked = self._asked
+            try:
+                self.writers.after_rebalance()
+            except Exception as exc:  # the thread must outlive a surprise: the next one may work
+                log_event(log, "departed_writers_failed", level=logging.ERROR, error=repr(exc))
+            with self._changed:
+                self._handled = asked
+                self._changed.notify_all()
 
 
 def for_settings(settings: Settings, timeout_s: float) -> DepartedWriters:

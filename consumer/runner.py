@@ -34,6 +34,7 @@ from consumer.codecs.input_batch import decode_batch
 from consumer.codecs.inputs import InputRecord, Rejection, dlq_headers
 from consumer.codecs.outputs import encode_outputs
 from consumer.config import Settings
+from consumer.departed_writers import FencingThread
 from consumer.engine.results import BatchResult
 from consumer.engine.versions import ModelVersions, Results
 from consumer.http_endpoints import Health
@@ -109,7 +110,9 @@ class Runner:
         self.consumer = self.clients.group_consumer(self._on_consumer_error)
         self.reader = self.clients.changelog_reader()
         # Exactly-once: a successor aborts the transaction a departed worker left open.
-        self.departed = self.clients.departed_writers() if self.transactional else None
+        self.departed = (
+            FencingThread(self.clients.departed_writers()) if self.transactional else None
+        )
         self.restorer = Restorer(self.reader, settings.changelog_topic, target=self.models)
         self.positions: Positions = {}
         # Where a partition paused for a restore reads on when resumed, if not where it stopped:
@@ -212,6 +215,8 @@ class Runner:
         with contextlib.suppress(KafkaException):  # a consumer in a fatal state may refuse
             self.consumer.close()  # revokes (and, after a clean stop, checkpoints) first
         self.reader.close()
+        if self.departed is not None:
+            self.departed.close()
         if self.sink.producer is not None:
             with contextlib.suppress(KafkaException):
                 self.sink.producer.flush(10)

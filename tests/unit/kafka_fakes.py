@@ -271,6 +271,7 @@ class FakeClients:
     members: set[str] = field(default_factory=set)
     fenced: list[str] = field(default_factory=list)
     own_instance: str = ""
+    lookup_gate: threading.Event | None = None  # set: the group lookup waits for it
 
     def group_consumer(self, on_error: Callable[[KafkaError], None]) -> FakeConsumer:
         self.consumers_made += 1
@@ -286,8 +287,13 @@ class FakeClients:
 
     def departed_writers(self) -> DepartedWriters:
         return DepartedWriters(
-            self.own_instance, lambda: set(self.members), self.fenced.append, lambda i: f"g-{i}"
+            self.own_instance, self._members, self.fenced.append, lambda i: f"g-{i}"
         )
+
+    def _members(self) -> set[str]:
+        if self.lookup_gate is not None:
+            self.lookup_gate.wait(30)
+        return set(self.members)
 
 
 @dataclass

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+
 from confluent_kafka import KafkaError, KafkaException
 
-from consumer.departed_writers import DepartedWriters, static_members
+from consumer.departed_writers import DepartedWriters, FencingThread, static_members
 from tests.unit.kafka_fakes import make_runner
 
 
@@ -91,7 +93,71 @@ def test_an_exactly_once_worker_fences_a_member_that_left_when_partitions_come()
     f.assign(0)
     f.clients.members = {"a"}  # b's session expired: its partition comes to a
     f.assign(1)
+    assert f.runner.departed is not None and f.runner.departed.wait_handled(10)
     assert f.clients.fenced == ["g-b"]
+
+
+def test_the_assignment_does_not_wait_for_the_group_lookup() -> None:
+    # While the coordinator is away the lookup waits out its timeout: not in the callback.
+    f = make_runner("exactly-once", instance_id="a")
+    release = threading.Event()
+    f.clients.lookup_gate = release
+    f.clients.members = {"a", "b"}
+    assigning = threading.Thread(target=f.assign, args=(0,), daemon=True)
+    assigning.start()
+    assigning.join(10)
+    try:
+        assert not assigning.is_alive(), "the assignment waited for the group's members"
+        assert f.runner.assigned == {0}
+        assert f.runner.departed is not None and not f.runner.departed.wait_handled(0)
+    finally:
+        release.set()
+    assert f.runner.departed.wait_handled(10)
+
+
+def test_rebalances_asked_for_during_a_lookup_are_handled_by_one_lookup_after_it() -> None:
+    entered, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def members() -> set[str]:
+        calls.append(len(calls))
+        entered.set()
+        release.wait(10)
+        return {"a"} if len(calls) > 1 else {"a", "b"}
+
+    fenced: list[str] = []
+    fencing = FencingThread(DepartedWriters("a", members, fenced.append, lambda i: f"g-{i}"))
+    try:
+        fencing.after_rebalance()
+        assert entered.wait(10)
+        for _ in range(5):
+            fencing.after_rebalance()
+        release.set()
+        assert fencing.wait_handled(10)
+        assert len(calls) == 2  # the first lookup, then one for the five asked during it
+        assert fenced == ["g-b"]
+    finally:
+        fencing.close()
+
+
+def test_a_lookup_that_raises_anything_leaves_the_thread_alive_for_the_next() -> None:
+    answers: list[set[str] | Exception] = [{"a", "b"}, RuntimeError("surprise"), {"a"}]
+
+    def members() -> set[str]:
+        found = answers.pop(0)
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    fenced: list[str] = []
+    fencing = FencingThread(DepartedWriters("a", members, fenced.append, lambda i: f"g-{i}"))
+    try:
+        for _ in range(3):
+            fencing.after_rebalance()
+            assert fencing.wait_handled(10)
+        assert fenced == ["g-b"]
+    finally:
+        fencing.close()
 
 
 def test_an_at_least_once_worker_has_no_transactions_to_fence() -> None:
