@@ -1,10 +1,10 @@
-"""Running real worker processes (`producer_sim.cluster.worker`) against a real broker, and the
-oracle they are compared with.
+"""Running real worker processes (`producer_sim.cluster.worker`) against a real broker, and
+reading what they wrote.
 
-The oracle is the replay command (the same engine without Kafka), itself checked against Keras by
-the unit tests; the integration tests check that Kafka, restarts and rebalances change nothing.
-Outputs are read until the output topic is quiet and the group has committed the whole input, not
-until an expected count, so late repeats and extra finals are seen; repeats must be bit-identical.
+The oracle they are compared with is Keras on every prefix of the input topic as it lies
+(`tests/keras_oracle.py`, fed by `topic_inputs`). Outputs are read until the output topic is
+quiet and the group has committed the whole input, not until an expected count, so late repeats
+and extra finals are seen; repeats must be bit-identical.
 """
 
 from __future__ import annotations
@@ -15,13 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import orjson
 from confluent_kafka import Message, Producer
 from confluent_kafka.admin import AdminClient
 
 from consumer.codecs.inputs import InputRecord, decode_input, encode_input
 from consumer.codecs.outputs import OutputRecord, decode_output
-from consumer.commands import replay
 from producer_sim.cluster.env import TF_DEFAULTS, child_env
 from producer_sim.cluster.worker import Worker
 from tests.kafka_harness import QuietReader, committed_offsets, consume_until, lag_zero, reader
@@ -100,23 +98,6 @@ def interleaved_stream(
     return out
 
 
-def oracle(model: Path, records: Iterable[Record], workdir: Path) -> dict[str, list[OutputRecord]]:
-    """What every key's outputs must be: the replay command on the same records."""
-    src, dst = workdir / "oracle-in.jsonl", workdir / "oracle-out.jsonl"
-    with src.open("wb") as f:
-        for key, value in records:
-            f.write(orjson.dumps({"key": key, "value": orjson.loads(value)}) + b"\n")
-    assert replay.main(["--model", str(model), "--input", str(src), "--output", str(dst)]) == 0
-    return by_key(decode_output(line) for line in dst.read_bytes().splitlines())
-
-
-def by_key(outputs: Iterable[OutputRecord]) -> dict[str, list[OutputRecord]]:
-    grouped: dict[str, list[OutputRecord]] = {}
-    for out in outputs:
-        grouped.setdefault(out.sequence_id, []).append(out)
-    return grouped
-
-
 def dedupe(outputs: Iterable[OutputRecord]) -> tuple[list[OutputRecord], int]:
     """Outputs without repeats of the same input position (at-least-once redelivery), and how
     many repeats there were. A repeat must be identical to the first: checked here."""
@@ -140,29 +121,6 @@ def distinct(outputs: Iterable[OutputRecord]) -> set[tuple[str, int | None, int 
     return {(o.sequence_id, o.partition, o.offset, o.step, o.final) for o in outputs}
 
 
-def mismatches(
-    got: dict[str, list[OutputRecord]], want: dict[str, list[OutputRecord]], tol: float = 1e-5
-) -> list[str]:
-    """Every difference between two per-key output lists, described; empty when equal."""
-    problems: list[str] = []
-    for key in sorted(want.keys() | got.keys()):
-        g, w = got.get(key, []), want.get(key, [])
-        if len(g) != len(w):
-            problems.append(f"{key}: {len(g)} outputs, expected {len(w)}")
-            continue
-        for a, b in zip(g, w, strict=True):
-            same = (a.step, a.final, a.reason, len(a.outputs)) == (
-                b.step,
-                b.final,
-                b.reason,
-                len(b.outputs),
-            )
-            if not same or max(abs(x - y) for x, y in zip(a.outputs, b.outputs, strict=True)) > tol:
-                problems.append(f"{key}: got {a}, expected {b}")
-                break
-    return problems
-
-
 def produce(bootstrap: str, topic: str, records: Iterable[Record]) -> int:
     producer = Producer(
         {"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 5}
@@ -180,8 +138,11 @@ def produce(bootstrap: str, topic: str, records: Iterable[Record]) -> int:
     return n
 
 
-def topic_inputs(bootstrap: str, topic: str, partitions: int) -> list[InputRecord]:
-    """An input topic as it lies, every record decoded with its position (all valid)."""
+def topic_inputs(
+    bootstrap: str, topic: str, partitions: int, skip_rejected: bool = False
+) -> list[InputRecord]:
+    """An input topic as it lies, every record decoded with its position: all valid, or with
+    `skip_rejected` those the service sends to the dead-letter topic left out."""
     quiet = QuietReader(bootstrap, topic, partitions)
     try:
         msgs = quiet.read_until_quiet(2.0, 60.0)
@@ -191,6 +152,8 @@ def topic_inputs(bootstrap: str, topic: str, partitions: int) -> list[InputRecor
     for m in msgs:
         rec = decode_input(m.key(), m.value(), n_features=3, partition=m.partition() or 0,
                            offset=m.offset() or 0)  # fmt: skip
+        if skip_rejected and not isinstance(rec, InputRecord):
+            continue
         assert isinstance(rec, InputRecord), rec
         records.append(rec)
     return records
