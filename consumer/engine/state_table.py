@@ -14,6 +14,7 @@ the input offsets must not turn the replayed records into a new sequence.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import mmap
 import sys
@@ -64,6 +65,9 @@ class StateTable:
         self._keys: list[str | None] = [None] * cap
         self._free: list[int] = []
         self._high_water = 0
+        # Rows whose memory is mapped and, past the high-water mark, holds each array's fill;
+        # rows past it are reserved address space only (a restore reserves its rows at once).
+        self._mapped = cap
         self._bound = 0  # while restoring: the most rows the restores can fill (`expect`)
         # Keys whose state changed since the last `take_dirty`, for the changelog.
         self.dirty: set[str] = set()
@@ -80,6 +84,11 @@ class StateTable:
     @property
     def capacity(self) -> int:
         return len(self._keys)
+
+    @property
+    def mapped_rows(self) -> int:
+        """Rows whose memory is mapped; the rest of the capacity is reserved address space."""
+        return self._mapped
 
     def slot_of(self, key: str) -> int | None:
         return self._slots.get(key)
@@ -128,7 +137,7 @@ class StateTable:
         as long again); where the table must grow, the new keys are counted first, so that keys
         already known grow nothing."""
         n, first = len(keys), self._high_water
-        numbered = first + n <= self.capacity
+        numbered = first + n <= self._mapped
         if numbered:
             slots = np.fromiter(
                 map(self._slots.setdefault, keys, range(first, first + n)), np.intp, n
@@ -173,9 +182,10 @@ class StateTable:
 
     def expect(self, keys: int) -> None:
         """A restore will add at most this many keys (it reads this many records). Until `fit`,
-        the table grows with its new memory mapped in one call (a page's first write is a
-        fault, and a fault costs several times more on a virtual machine that hands freed memory
-        back to its host), by doubling, but never past what the restores can fill."""
+        the table reserves the rows the restores can fill at once, as address space, and maps
+        their memory as the keys come, a doubling at a time, each in one call (a page's first
+        write is a fault, several times dearer on a virtual machine that hands freed memory back
+        to its host): no rows are copied and no memory is mapped twice while it grows."""
         if keys:
             self._bound = max(self._bound, self._high_water) + keys
 
@@ -307,16 +317,8 @@ class StateTable:
 
     def nbytes(self) -> int:
         """Memory held for the table, keys and bookkeeping included (an estimate for the keys)."""
-        arrays: list[npt.NDArray[np.generic]] = [
-            *self.states,
-            self.steps,
-            self.last_offset,
-            self.last_seen,
-            self.last_output,
-            self.partition,
-            self.in_use,
-        ]
-        total = sum(a.nbytes for a in arrays)
+        # Reserved rows not mapped yet cost address space only.
+        total = sum(a.nbytes for a in self._arrays()) * self._mapped // max(self.capacity, 1)
         total += sys.getsizeof(self._slots) + sys.getsizeof(self._keys)
         total += sys.getsizeof(self._free) + sys.getsizeof(self.ended)
         # Key strings and slot ints: sample rather than walk a million objects.
@@ -328,32 +330,67 @@ class StateTable:
         return total
 
     def _make_room(self, rows: int) -> None:
-        """Capacity for `rows` rows: doubled as often as needed or, while restoring, mapped at
-        once and no further than the restores can fill."""
-        if rows <= self.capacity:
+        """Mapped memory for `rows` rows. Past the capacity: while restoring, the rows the
+        restores can fill are reserved (live keys may have taken the restores' room: then the
+        table doubles), and otherwise the capacity doubles as often as needed, all mapped."""
+        if rows <= self._mapped:
             return
-        doubled = self.capacity * 2
-        while doubled < rows:
-            doubled *= 2
-        if rows <= self._bound:  # (live keys may have taken the restores' room: then doubled)
-            self._resize(min(doubled, self._bound), populate=True)
-        else:
-            self._resize(doubled)
+        if rows > self.capacity:
+            if rows <= self._bound:
+                self._resize(self._bound, reserve=True)
+            else:
+                doubled = self.capacity * 2
+                while doubled < rows:
+                    doubled *= 2
+                self._resize(doubled)
+                return
+        self._map_rows(min(self.capacity, max(rows, 2 * self._mapped)))
 
-    def _resize(self, rows: int, *, populate: bool = False) -> None:
-        """To `rows` rows (never fewer than the high-water mark)."""
+    def _resize(self, rows: int, *, populate: bool = False, reserve: bool = False) -> None:
+        """To `rows` rows (never fewer than the high-water mark). `reserve`: only the rows in use
+        are mapped; `populate`: all of them at once; neither: page by page as they are written."""
         hw = self._high_water
-        self.states = [_grown(a, rows, hw, 0.0, populate) for a in self.states]
-        self.steps = _grown(self.steps, rows, hw, 0, populate)
-        self.last_offset = _grown(self.last_offset, rows, hw, -1, populate)
-        self.last_seen = _grown(self.last_seen, rows, hw, 0.0, populate)
-        self.last_output = _grown(self.last_output, rows, hw, 0.0, populate)
-        self.partition = _grown(self.partition, rows, hw, 0, populate)
-        self.in_use = _grown(self.in_use, rows, hw, False, populate)
+        if reserve:
+            self.states = [_reserved(a, rows, hw) for a in self.states]
+            self.steps = _reserved(self.steps, rows, hw)
+            self.last_offset = _reserved(self.last_offset, rows, hw)
+            self.last_seen = _reserved(self.last_seen, rows, hw)
+            self.last_output = _reserved(self.last_output, rows, hw)
+            self.partition = _reserved(self.partition, rows, hw)
+            self.in_use = _reserved(self.in_use, rows, hw)
+        else:
+            self.states = [_grown(a, rows, hw, 0.0, populate) for a in self.states]
+            self.steps = _grown(self.steps, rows, hw, 0, populate)
+            self.last_offset = _grown(self.last_offset, rows, hw, -1, populate)
+            self.last_seen = _grown(self.last_seen, rows, hw, 0.0, populate)
+            self.last_output = _grown(self.last_output, rows, hw, 0.0, populate)
+            self.partition = _grown(self.partition, rows, hw, 0, populate)
+            self.in_use = _grown(self.in_use, rows, hw, False, populate)
+        self._mapped = hw if reserve else rows
         if rows > len(self._keys):
             self._keys.extend([None] * (rows - len(self._keys)))
         else:
             del self._keys[rows:]
+
+    def _map_rows(self, stop: int) -> None:
+        """Map rows up to `stop`, in one call an array, and write the fill of the one array whose
+        fill is not zero (a reserved row reads as zero)."""
+        start = self._mapped
+        for arr in self._arrays():
+            _map(arr, start, stop)
+        self.last_offset[start:stop] = -1
+        self._mapped = stop
+
+    def _arrays(self) -> list[npt.NDArray[np.generic]]:
+        return [
+            *self.states,
+            self.steps,
+            self.last_offset,
+            self.last_seen,
+            self.last_output,
+            self.partition,
+            self.in_use,
+        ]
 
 
 def _grown(
@@ -371,6 +408,7 @@ def _grown(
 
 
 _MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux only
+_MADV_POPULATE_WRITE = 23  # Linux 5.14; the mmap module names it only from Python 3.13
 
 
 def _populated_zeros(shape: tuple[int, ...], dtype: np.dtype[_G]) -> npt.NDArray[_G]:
@@ -381,6 +419,49 @@ def _populated_zeros(shape: tuple[int, ...], dtype: np.dtype[_G]) -> npt.NDArray
     flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_POPULATE
     # The array holds the mapping; it is unmapped when the array goes.
     return np.frombuffer(mmap.mmap(-1, size, flags=flags), dtype).reshape(shape)
+
+
+def _reserved(arr: npt.NDArray[_G], rows: int, used: int) -> npt.NDArray[_G]:
+    """`arr` with `rows` rows of address space, of which only the `used` rows, copied, are
+    mapped; the others read as zeros and cost no memory until `_map` maps them."""
+    shape = (rows, *arr.shape[1:])
+    size = int(np.prod(shape)) * arr.dtype.itemsize
+    if not _MAP_POPULATE or size < mmap.PAGESIZE:
+        out = np.zeros(shape, arr.dtype)  # calloc's zeros: unmapped until written, too
+    else:
+        mapping = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        out = np.frombuffer(mapping, arr.dtype).reshape(shape)  # holds the mapping
+    _map(out, 0, used)
+    out[:used] = arr[:used]
+    return out
+
+
+def _map(arr: npt.NDArray[np.generic], start: int, stop: int) -> None:
+    """Map the memory of rows `start` to `stop` of a reserved array in one call (or, where the
+    kernel cannot, with a write to each page not mapped yet: rows before `start` hold data)."""
+    if stop <= start:
+        return
+    row = arr.strides[0]
+    first, end = start * row, stop * row
+    mapping = _mapping_of(arr)
+    if mapping is not None:
+        page = mmap.PAGESIZE
+        with contextlib.suppress(OSError):  # a kernel before 5.14: the writes below
+            at = first - first % page
+            mapping.madvise(_MADV_POPULATE_WRITE, at, min(end, len(mapping)) - at)
+            return
+    raw = arr.reshape(-1).view(np.uint8)
+    unmapped = -(-first // mmap.PAGESIZE) * mmap.PAGESIZE  # the first page no row before uses
+    raw[unmapped : end : mmap.PAGESIZE] = 0
+
+
+def _mapping_of(arr: npt.NDArray[np.generic]) -> mmap.mmap | None:
+    base: object = arr
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if isinstance(base, memoryview):
+        base = base.obj
+    return base if isinstance(base, mmap.mmap) else None
 
 
 def replayed(offset: _Offsets, last_offset: _Offsets) -> bool | npt.NDArray[np.bool_]:

@@ -135,9 +135,9 @@ def test_batches_equal_records_one_by_one(
 def test_a_table_restored_into_ends_as_one_grown_on_the_way(
     stream: list[tuple[str, str, int]], batch: int, extra: int
 ) -> None:
-    # While restoring, the table grows mapped at once and no further than the records can fill;
-    # the rows it does not fill must hold what a table grown by doubling holds, before and after
-    # the rows the restore did not use are given back.
+    # While restoring, the table reserves the rows the records can fill and maps them as they
+    # fill; the mapped rows it does not fill must hold what a table grown by doubling holds,
+    # before and after the rows the restore did not use are given back.
     records = [(key, 0, record(kind, key, seed)) for key, kind, seed in stream]
     grown, restored = prefilled(["a"]), prefilled(["a"])
     restored.expect(len(records) + extra)
@@ -151,9 +151,14 @@ def test_a_table_restored_into_ends_as_one_grown_on_the_way(
     assert restored.capacity <= 1 + len(records) + extra
     for check in ("restoring", "fitted"):
         assert contents(restored) == contents(grown), check
-        unused = slice(restored._high_water, restored.capacity)
+        unused = slice(restored._high_water, restored._mapped)
         assert (restored.last_offset[unused] == -1).all() and not restored.steps[unused].any()
         restored.fit()
+    # Rows reserved and never mapped are handed out as a grown table's are.
+    for table in (grown, restored):
+        for i in range(restored.capacity - restored._high_water + 2):
+            table.allocate(f"new-{i}", 1)
+    assert contents(restored) == contents(grown)
 
 
 def test_the_common_layout_is_read_as_one_array() -> None:
