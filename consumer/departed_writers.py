@@ -16,6 +16,8 @@ would be refused anyway (its partitions moved), and it starts a new producer whe
 
 The lookup and the fences wait on the group coordinator, up to their timeout each while it is
 away, so they run on a thread of their own (`FencingThread`): the assignment callback only asks.
+The lookup itself runs in a child process (`consumer.group_members`: the client library's admin
+requests to a coordinator can abort the process when a broker drops mid-request).
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from confluent_kafka import KafkaException, Producer
-from confluent_kafka.admin import AdminClient
 
 from consumer.config import Settings, transactional_id
+from consumer.group_members import GroupLookupError, static_members_of
 from consumer.logging_setup import log_event
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,7 @@ class DepartedWriters:
         timeout still aborts the transaction, later."""
         try:
             members = self._members()
-        except KafkaException as exc:
+        except (KafkaException, GroupLookupError) as exc:
             log_event(log, "group_members_unknown", level=logging.WARNING, error=str(exc))
             return []
         left = sorted(self.peers - members - {self.own_instance})
@@ -128,13 +130,12 @@ class FencingThread:
 
 
 def for_settings(settings: Settings, timeout_s: float) -> DepartedWriters:
-    """The real lookups: the group's description, and a producer that initialises an id."""
-    admin = AdminClient(dict[str, str | int | float | bool](settings.admin_properties()))
+    """The real lookups: the group's description (in a child process, `group_members`), and a
+    producer that initialises an id."""
+    properties = settings.admin_properties()
 
     def members() -> set[str]:
-        [future] = admin.describe_consumer_groups([settings.group_id],
-                                                 request_timeout=timeout_s).values()  # fmt: skip
-        return static_members(m.group_instance_id for m in future.result().members)
+        return static_members_of(properties, settings.group_id, timeout_s)
 
     def fence(transactional_id: str) -> None:
         conf = {**settings.producer_properties(), "transactional.id": transactional_id}
@@ -145,8 +146,3 @@ def for_settings(settings: Settings, timeout_s: float) -> DepartedWriters:
     return DepartedWriters(
         settings.instance_id, members, fence, lambda i: transactional_id(settings.group_id, i)
     )
-
-
-def static_members(instance_ids: Iterable[str | None]) -> set[str]:
-    """Members without an instance id (dynamic members) have no transactional id of ours."""
-    return {i for i in instance_ids if i}

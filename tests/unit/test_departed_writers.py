@@ -6,21 +6,22 @@ import threading
 
 from confluent_kafka import KafkaError, KafkaException
 
-from consumer.departed_writers import DepartedWriters, FencingThread, static_members
+from consumer.departed_writers import DepartedWriters, FencingThread
+from consumer.group_members import GroupLookupError, static_members
 from tests.unit.kafka_fakes import make_runner
 
 
 class Group:
     """The group's static members as each lookup finds them, and the ids fenced."""
 
-    def __init__(self, *lookups: set[str] | KafkaException) -> None:
+    def __init__(self, *lookups: set[str] | KafkaException | GroupLookupError) -> None:
         self.lookups = list(lookups)
         self.fenced: list[str] = []
         self.refuse: set[str] = set()
 
     def members(self) -> set[str]:
         found = self.lookups.pop(0)
-        if isinstance(found, KafkaException):
+        if isinstance(found, (KafkaException, GroupLookupError)):
             raise found
         return found
 
@@ -72,6 +73,15 @@ def test_a_failed_lookup_fences_nothing_and_keeps_the_members_known_before() -> 
     w.after_rebalance()
     assert w.after_rebalance() == []
     assert w.after_rebalance() == ["b"]  # b left while the group could not be read
+
+
+def test_a_lookup_whose_process_died_fences_nothing_and_the_next_one_still_counts() -> None:
+    died = GroupLookupError("exit status -6: Assertion failed")
+    group = Group({"a", "b"}, died, {"a"})
+    w = writers(group)
+    w.after_rebalance()
+    assert w.after_rebalance() == []
+    assert w.after_rebalance() == ["b"]
 
 
 def test_a_fence_that_fails_does_not_stop_the_others() -> None:
