@@ -350,22 +350,17 @@ class StateTable:
         """To `rows` rows (never fewer than the high-water mark). `reserve`: only the rows in use
         are mapped; `populate`: all of them at once; neither: page by page as they are written."""
         hw = self._high_water
-        if reserve:
-            self.states = [_reserved(a, rows, hw) for a in self.states]
-            self.steps = _reserved(self.steps, rows, hw)
-            self.last_offset = _reserved(self.last_offset, rows, hw)
-            self.last_seen = _reserved(self.last_seen, rows, hw)
-            self.last_output = _reserved(self.last_output, rows, hw)
-            self.partition = _reserved(self.partition, rows, hw)
-            self.in_use = _reserved(self.in_use, rows, hw)
-        else:
-            self.states = [_grown(a, rows, hw, 0.0, populate) for a in self.states]
-            self.steps = _grown(self.steps, rows, hw, 0, populate)
-            self.last_offset = _grown(self.last_offset, rows, hw, -1, populate)
-            self.last_seen = _grown(self.last_seen, rows, hw, 0.0, populate)
-            self.last_output = _grown(self.last_output, rows, hw, 0.0, populate)
-            self.partition = _grown(self.partition, rows, hw, 0, populate)
-            self.in_use = _grown(self.in_use, rows, hw, False, populate)
+
+        def resized(arr: npt.NDArray[_G], fill: float | bool) -> npt.NDArray[_G]:
+            return _reserved(arr, rows, hw) if reserve else _grown(arr, rows, hw, fill, populate)
+
+        self.states = [resized(a, 0.0) for a in self.states]
+        self.steps = resized(self.steps, 0)
+        self.last_offset = resized(self.last_offset, -1)
+        self.last_seen = resized(self.last_seen, 0.0)
+        self.last_output = resized(self.last_output, 0.0)
+        self.partition = resized(self.partition, 0)
+        self.in_use = resized(self.in_use, False)
         self._mapped = hw if reserve else rows
         if rows > len(self._keys):
             self._keys.extend([None] * (rows - len(self._keys)))
@@ -413,27 +408,29 @@ _MADV_POPULATE_WRITE = 23  # Linux 5.14; the mmap module names it only from Pyth
 
 def _populated_zeros(shape: tuple[int, ...], dtype: np.dtype[_G]) -> npt.NDArray[_G]:
     """Zeros whose memory is mapped at once: one call instead of a fault per page."""
-    size = int(np.prod(shape)) * dtype.itemsize
-    if not _MAP_POPULATE or size < mmap.PAGESIZE:
-        return np.zeros(shape, dtype)
-    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_POPULATE
-    # The array holds the mapping; it is unmapped when the array goes.
-    return np.frombuffer(mmap.mmap(-1, size, flags=flags), dtype).reshape(shape)
+    return _anonymous_zeros(shape, dtype, populate=True)
 
 
 def _reserved(arr: npt.NDArray[_G], rows: int, used: int) -> npt.NDArray[_G]:
     """`arr` with `rows` rows of address space, of which only the `used` rows, copied, are
     mapped; the others read as zeros and cost no memory until `_map` maps them."""
-    shape = (rows, *arr.shape[1:])
-    size = int(np.prod(shape)) * arr.dtype.itemsize
-    if not _MAP_POPULATE or size < mmap.PAGESIZE:
-        out = np.zeros(shape, arr.dtype)  # calloc's zeros: unmapped until written, too
-    else:
-        mapping = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        out = np.frombuffer(mapping, arr.dtype).reshape(shape)  # holds the mapping
+    out = _anonymous_zeros((rows, *arr.shape[1:]), arr.dtype, populate=False)
     _map(out, 0, used)
     out[:used] = arr[:used]
     return out
+
+
+def _anonymous_zeros(
+    shape: tuple[int, ...], dtype: np.dtype[_G], *, populate: bool
+) -> npt.NDArray[_G]:
+    """Zeros in an anonymous mapping of their own, mapped at once if `populate`; calloc's zeros
+    (unmapped until written, too) where the array is under a page or the system is not Linux."""
+    size = int(np.prod(shape)) * dtype.itemsize
+    if not _MAP_POPULATE or size < mmap.PAGESIZE:
+        return np.zeros(shape, dtype)
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | (_MAP_POPULATE if populate else 0)
+    # The array holds the mapping; it is unmapped when the array goes.
+    return np.frombuffer(mmap.mmap(-1, size, flags=flags), dtype).reshape(shape)
 
 
 def _map(arr: npt.NDArray[np.generic], start: int, stop: int) -> None:
