@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import cast
 
 import numpy as np
@@ -79,52 +80,58 @@ def test_a_restore_goes_in_slices_and_partitions_finish_one_by_one() -> None:
     assert not restorer.pending and reader.assigned == {}
 
 
-def _recorded_resizes(table: StateTable) -> list[int]:
-    """The rows mapped after each of the table's resizes and mappings from now on, in order."""
-    sizes: list[int] = []
+@dataclass
+class Resizes:
+    capacities: list[int] = field(default_factory=list)  # each resize's rows (each copies)
+    mapped: list[int] = field(default_factory=list)  # rows mapped after each resize or mapping
+
+
+def _recorded_resizes(table: StateTable) -> Resizes:
+    """The table's resizes and mappings from now on, in order."""
+    seen = Resizes()
     resize, map_rows = table._resize, table._map_rows
 
     def recording(rows: int, *, populate: bool = False, reserve: bool = False) -> None:
+        seen.capacities.append(rows)
         resize(rows, populate=populate, reserve=reserve)
-        sizes.append(table.mapped_rows)
+        seen.mapped.append(table.mapped_rows)
 
     def mapping(stop: int) -> None:
         map_rows(stop)
-        sizes.append(table.mapped_rows)
+        seen.mapped.append(table.mapped_rows)
 
     table._resize = recording  # type: ignore[method-assign]
     table._map_rows = mapping  # type: ignore[method-assign]
-    return sizes
+    return seen
 
 
-def _copies(table: StateTable) -> list[int]:
-    """The capacity of each resize from now on (each copies the rows in use)."""
-    capacities: list[int] = []
-    resize = table._resize
-
-    def recording(rows: int, *, populate: bool = False, reserve: bool = False) -> None:
-        capacities.append(rows)
-        resize(rows, populate=populate, reserve=reserve)
-
-    table._resize = recording  # type: ignore[method-assign]
-    return capacities
+def _restore_mapping_at_most_twice(
+    table: StateTable,
+    records: list[tuple[bytes | None, bytes | None]],
+    per_consume: int,
+    floor: int = 1,
+) -> None:
+    """Restore `records` (split over two partitions) into `table`, checking after each step that
+    it maps at most twice the keys it holds (or twice `floor`)."""
+    half = len(records) // 2
+    reader = FakeReader({0: records[:half], 1: records[half:]})
+    reader.per_consume = per_consume
+    restorer = Restorer(cast(Consumer, reader), CHANGELOG, target=TableTarget(table, VERSION))
+    restorer.add([0, 1])
+    while restorer.step(1.0)[1] is None:
+        assert table.mapped_rows <= 2 * max(len(table), floor)
 
 
 def test_a_restore_maps_at_most_twice_its_keys_and_gives_back_what_it_did_not_fill() -> None:
     # 5,000 records of 600 keys (a changelog not yet compacted): room for every record would have
     # held eight times the table's memory through the restore, and after it.
     table = StateTable((3, 1), 2, initial_capacity=1)
-    sizes = _recorded_resizes(table)
+    seen = _recorded_resizes(table)
     records: list[tuple[bytes | None, bytes | None]] = [
         _state(f"k{i % 600}", 1 + i // 600, i) for i in range(5000)
     ]
-    reader = FakeReader({0: records[:2500], 1: records[2500:]})
-    reader.per_consume = 1000
-    restorer = Restorer(cast(Consumer, reader), CHANGELOG, target=TableTarget(table, VERSION))
-    restorer.add([0, 1])
-    while restorer.step(1.0)[1] is None:
-        assert table.mapped_rows <= 2 * max(len(table), 1)
-    assert len(table) == 600 and max(sizes) <= 1200
+    _restore_mapping_at_most_twice(table, records, per_consume=1000)
+    assert len(table) == 600 and max(seen.mapped) <= 1200
     assert table.capacity == 1024  # given back: at least the first table's size
 
 
@@ -132,30 +139,25 @@ def test_live_keys_past_what_a_restore_expected_grow_the_table_by_doubling() -> 
     # Keys of partitions already owned keep coming while a restore runs; growing one row at a
     # time past the restore's bound would copy the table for every new key.
     table = StateTable((3, 1), 2, initial_capacity=1)
-    sizes = _recorded_resizes(table)
+    seen = _recorded_resizes(table)
     table.expect(10)
     for i in range(1000):
         table.allocate(f"live{i}", 0)
-    assert len(sizes) <= 12 and table.capacity < 2000
+    assert len(seen.mapped) <= 12 and table.capacity < 2000
     table.fit()  # nothing to give back: the restore's room was filled, the rest is doubling's
-    assert len(sizes) <= 12 and len(table) == 1000
+    assert len(seen.mapped) <= 12 and len(table) == 1000
 
 
 def test_a_restore_into_a_new_table_copies_no_rows_and_maps_as_the_keys_come() -> None:
     # Growing by doubling copied the table at every doubling and mapped twice its memory in all:
     # a restore of 1,000,000 keys spent a second on mapping alone on this machine kind.
     table = StateTable((3, 1), 2, initial_capacity=1)
-    copies, mapped = _copies(table), _recorded_resizes(table)
+    seen = _recorded_resizes(table)
     records: list[tuple[bytes | None, bytes | None]] = [_state(f"k{i}", 1, i) for i in range(5000)]
-    reader = FakeReader({0: records[:2500], 1: records[2500:]})
-    reader.per_consume = 300
-    restorer = Restorer(cast(Consumer, reader), CHANGELOG, target=TableTarget(table, VERSION))
-    restorer.add([0, 1])
-    while restorer.step(1.0)[1] is None:
-        assert table.mapped_rows <= 2 * max(len(table), 300)
-    assert copies == [5000]  # one reservation of the records' rows, nothing in use to copy
-    assert mapped == sorted(mapped) and mapped[-1] == table.mapped_rows == 5000
-    assert len(mapped) < 10  # a doubling at a time
+    _restore_mapping_at_most_twice(table, records, per_consume=300, floor=300)
+    assert seen.capacities == [5000]  # one reservation of the records' rows, nothing to copy
+    assert seen.mapped == sorted(seen.mapped) and seen.mapped[-1] == table.mapped_rows == 5000
+    assert len(seen.mapped) < 10  # a doubling at a time
     assert table.capacity == 5000 and len(table) == 5000  # all filled: nothing given back
     assert table.slots_of([f"k{i}" for i in range(5000)]).tolist() == list(range(5000))
 
