@@ -10,10 +10,14 @@ At-least-once:
 
 The periodic at-least-once checkpoint runs the same order pipelined, one interval apart, so that
 it does not hold the loop while state records are encoded, produced and flushed: it flushes
-(the outputs so far, and the state records of the previous snapshot, sent meanwhile), commits the
-positions of the previous snapshot, then snapshots the changed keys and takes the positions,
-whose commit waits for the next checkpoint. Between two checkpoints the snapshot's records go to
-the producer a slice per loop. The committed offsets trail by one interval; a crash replays it.
+(the outputs so far, and the state records of the previous snapshot, sent meanwhile), asks for
+the positions of the previous snapshot to be committed, then snapshots the changed keys and takes
+the positions, whose commit waits for the next checkpoint. Between two checkpoints the snapshot's
+records go to the producer a slice per loop. The committed offsets trail by one interval; a crash
+replays it. The pipelined offset commit is asynchronous (the group coordinator's answer took over
+50 ms now and then, with the loop waiting); the answer comes back through the consumer's poll
+(`on_commit`). Only a confirmed commit releases the tombstones of sequences that ended before it
+(written at the next checkpoint); a failed one is asked again at the next checkpoint.
 
 Exactly-once: the same records and the input offsets go into the open transaction, which is
 committed; a read_committed reader sees all of it or none of it.
@@ -77,9 +81,11 @@ class Checkpointer:
         self.timeout_s = timeout_s
         self.in_transaction = False
         # At-least-once, pipelined: the positions of the last snapshot, committed at the next
-        # checkpoint once its state records are delivered; and the last positions committed.
+        # checkpoint once its state records are delivered; the positions last handed to a
+        # commit; and those asked asynchronously, not answered yet.
         self.behind: Positions = {}
-        self._committed: Positions = {}
+        self._sent: Positions = {}
+        self._asked: Positions = {}
 
     # -- the producer and its transaction ---------------------------------------------------
 
@@ -176,11 +182,34 @@ class Checkpointer:
     def forget(self, partitions: Collection[int] | None = None) -> None:
         """Revoked, lost or rewound (None: every partition): not to be committed from here."""
         if partitions is None:
-            self.behind, self._committed = {}, {}
+            self.behind, self._sent, self._asked = {}, {}, {}
             return
         for p in partitions:
-            self.behind.pop(p, None)
-            self._committed.pop(p, None)
+            for positions in (self.behind, self._sent, self._asked):
+                positions.pop(p, None)
+
+    def on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """The broker's answer to an offset commit, as the consumer's poll serves it. Answers for
+        partitions forgotten since, or older than a later commit, are ignored."""
+        confirmed: Positions = {}
+        for tp in partitions:
+            p, offset = tp.partition, tp.offset
+            asked = self._asked.get(p)
+            if tp.topic != self.input_topic or asked is None or offset > asked:
+                continue
+            failure = err if err is not None else tp.error
+            if failure is None:
+                confirmed[p] = offset
+            elif offset == asked:  # the newest asked failed: ask again at the next checkpoint
+                self.metrics.count_commit_failure("offset_commit")
+                log_event(log, "commit_failed", level=logging.ERROR, reason=str(failure),
+                          partition=p, offset=offset)  # fmt: skip
+                self._sent.pop(p, None)
+                self.behind.setdefault(p, offset)
+            if offset == asked:
+                del self._asked[p]
+        if confirmed:  # sequences that ended before them get tombstones at the next checkpoint
+            self.changelog.committed(confirmed)
 
     def commit_behind(
         self, consumer: Consumer, positions: Positions, owned: Collection[int]
@@ -192,12 +221,11 @@ class Checkpointer:
         with self._step("flush"):
             self.sink.flush(self.timeout_s)
         if self.behind:
-            self._commit_offsets(consumer, self.behind, owned)
-        self.changelog.committed(self._committed)  # tombstones go with this snapshot
+            self._ask_commit(consumer, self.behind, owned)
         with self._step("changelog"):
             self.changelog.snapshot(owned)
         taken = {p: o for p, o in positions.items() if p in owned}
-        self.behind = taken if taken != self._committed else {}
+        self.behind = {p: o for p, o in taken.items() if self._sent.get(p) != o}
         self.metrics.observe_commit(time.monotonic() - started)
 
     def commit(self, consumer: Consumer, positions: Positions, owned: Collection[int]) -> None:
@@ -237,12 +265,11 @@ class Checkpointer:
                 with self._step("offsets"):
                     consumer.commit(offsets=offsets, asynchronous=False)
         self.changelog.committed(positions)
-        self.behind, self._committed = {}, dict(positions)
+        self.behind, self._asked, self._sent = {}, {}, dict(positions)
         self.metrics.observe_commit(time.monotonic() - started)
 
-    def _commit_offsets(
-        self, consumer: Consumer, positions: Positions, owned: Collection[int]
-    ) -> None:
+    def _ask_commit(self, consumer: Consumer, positions: Positions, owned: Collection[int]) -> None:
+        """Ask for `positions` (of partitions still owned) to be committed, without waiting."""
         offsets = [
             TopicPartition(self.input_topic, p, o)
             for p, o in sorted(positions.items())
@@ -250,8 +277,10 @@ class Checkpointer:
         ]
         if offsets:
             with self._step("offsets"):
-                consumer.commit(offsets=offsets, asynchronous=False)
-        self._committed = {tp.partition: tp.offset for tp in offsets}
+                consumer.commit(offsets=offsets, asynchronous=True)
+        asked = {tp.partition: tp.offset for tp in offsets}
+        self._asked.update(asked)
+        self._sent.update(asked)
         self.behind = {}
 
     @contextlib.contextmanager

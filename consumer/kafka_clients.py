@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.admin._metadata import ClusterMetadata, TopicMetadata
@@ -43,8 +43,12 @@ class StartupError(RuntimeError):
 
 
 def consumer_config(
-    settings: Settings, on_error: Callable[[KafkaError], None]
+    settings: Settings,
+    on_error: Callable[[KafkaError], None],
+    on_commit: Callable[[KafkaError | None, list[TopicPartition]], None] | None = None,
 ) -> dict[str, object]:
+    """The group consumer's configuration; `on_commit` gets the broker's answers to offset
+    commits (asynchronous ones above all), from the consumer's poll."""
     conf: dict[str, object] = {
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
@@ -57,6 +61,8 @@ def consumer_config(
         "enable.auto.offset.store": False,
         "error_cb": on_error,
     }
+    if on_commit is not None:
+        conf["on_commit"] = on_commit
     if settings.guarantee == "exactly-once":
         conf["isolation.level"] = "read_committed"
     return conf
@@ -122,8 +128,12 @@ def restore_consumer_config(settings: Settings) -> dict[str, object]:
     return conf
 
 
-def new_consumer(settings: Settings, on_error: Callable[[KafkaError], None]) -> Consumer:
-    return Consumer(consumer_config(settings, on_error))
+def new_consumer(
+    settings: Settings,
+    on_error: Callable[[KafkaError], None],
+    on_commit: Callable[[KafkaError | None, list[TopicPartition]], None] | None = None,
+) -> Consumer:
+    return Consumer(consumer_config(settings, on_error, on_commit))
 
 
 def new_producer(
@@ -142,8 +152,12 @@ class KafkaClients:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def group_consumer(self, on_error: Callable[[KafkaError], None]) -> Consumer:
-        return new_consumer(self.settings, on_error)
+    def group_consumer(
+        self,
+        on_error: Callable[[KafkaError], None],
+        on_commit: Callable[[KafkaError | None, list[TopicPartition]], None],
+    ) -> Consumer:
+        return new_consumer(self.settings, on_error, on_commit)
 
     def changelog_reader(self) -> Consumer:
         return Consumer(restore_consumer_config(self.settings))

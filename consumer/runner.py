@@ -107,7 +107,9 @@ class Runner:
             new_producer=lambda: self.clients.producer(self._on_kafka_error, self.sink.on_delivery),
             keep_trying=lambda: not self.stopping,
         )
-        self.consumer = self.clients.group_consumer(self._on_consumer_error)
+        self.consumer = self.clients.group_consumer(
+            self._on_consumer_error, self.checkpointer.on_commit
+        )
         self.reader = self.clients.changelog_reader()
         # Exactly-once: a successor aborts the transaction a departed worker left open.
         self.departed = (
@@ -549,7 +551,9 @@ class Runner:
                 self.consumer.close()
         finally:
             self._detached = False
-        self.consumer = self.clients.group_consumer(self._on_consumer_error)
+        self.consumer = self.clients.group_consumer(
+            self._on_consumer_error, self.checkpointer.on_commit
+        )
         self._subscribe()
         log_event(log, "rejoined", level=logging.WARNING, reason=str(err),
                   instance_id=self.settings.instance_id, rejoins=len(self._rejoins))  # fmt: skip

@@ -162,6 +162,11 @@ class FakeConsumer:
     timeouts: list[float] = field(default_factory=list)  # of each consume() call
     closed: bool = False
     before_consume: Callable[[FakeConsumer], None] | None = None
+    on_commit: Callable[[KafkaError | None, list[TopicPartition]], None] | None = None
+    # Answers to asynchronous commits, served at the next consume() as librdkafka serves them;
+    # `commit_error` makes them failures.
+    unanswered: list[list[TopicPartition]] = field(default_factory=list)
+    commit_error: KafkaError | None = None
 
     def subscribe(self, topics: list[str], **callbacks: Callable[..., None]) -> None:
         self.callbacks = callbacks
@@ -169,6 +174,7 @@ class FakeConsumer:
     def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
         self.consumed += 1
         self.timeouts.append(timeout)
+        self.answer_commits()
         if self.before_consume is not None:
             self.before_consume(self)
         # Records of paused partitions wait for their resume; the others flow.
@@ -198,6 +204,15 @@ class FakeConsumer:
 
     def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
         self.commits.append([(tp.partition, tp.offset) for tp in offsets])
+        if asynchronous:
+            self.unanswered.append(offsets)
+
+    def answer_commits(self) -> None:
+        """The broker's answers to the asynchronous commits so far, to `on_commit`."""
+        answers, self.unanswered = self.unanswered, []
+        for offsets in answers:
+            if self.on_commit is not None:
+                self.on_commit(self.commit_error, offsets)
 
     def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
         return [TopicPartition(tp.topic, tp.partition, -1001) for tp in partitions]
@@ -273,9 +288,14 @@ class FakeClients:
     own_instance: str = ""
     lookup_gate: threading.Event | None = None  # set: the group lookup waits for it
 
-    def group_consumer(self, on_error: Callable[[KafkaError], None]) -> FakeConsumer:
+    def group_consumer(
+        self,
+        on_error: Callable[[KafkaError], None],
+        on_commit: Callable[[KafkaError | None, list[TopicPartition]], None],
+    ) -> FakeConsumer:
         self.consumers_made += 1
         self.consumer.on_error = on_error
+        self.consumer.on_commit = on_commit
         return self.consumer
 
     def changelog_reader(self) -> FakeReader:

@@ -221,3 +221,73 @@ def test_a_snapshot_is_handed_to_the_producer_a_slice_per_loop() -> None:
         sizes.append(len(produced) - before)
     assert sizes == [1250] * 16  # spread over 16 loops, not one burst
     assert len({r.key for r in produced}) == 20_000
+
+
+def _tombstones(m: Made) -> list[bytes | None]:
+    """Tombstones handed to the producer so far."""
+    return [r.key for r in m.producers[0].produced if r.topic == CHANGELOG and r.value is None]
+
+
+def test_pipelined_offsets_are_committed_without_waiting_for_the_broker() -> None:
+    # The group coordinator's answer took over 50 ms now and then, with the loop waiting on it.
+    m = Made(transactional=False)
+    consumer = cast(FakeConsumer, m.consumer)
+    asked: list[bool] = []
+    commit = consumer.commit
+
+    def watched(offsets: list[Any], asynchronous: bool) -> None:
+        asked.append(asynchronous)
+        commit(offsets, asynchronous)
+
+    consumer.commit = watched  # type: ignore[method-assign]
+    m.checkpointer.checkpoint(m.consumer, {0: 5}, {0}, pipelined=True)
+    m.checkpointer.checkpoint(m.consumer, {0: 7}, {0}, pipelined=True)
+    assert consumer.commits == [[(0, 5)]] and asked == [True]
+
+
+def test_a_tombstone_waits_for_the_broker_to_confirm_the_commit_past_the_end() -> None:
+    # A tombstone written before the input is committed past the end forgets a sequence that a
+    # crash would read again from its middle: its last samples would be scored from nothing.
+    m = Made(transactional=False)
+    consumer = cast(FakeConsumer, m.consumer)
+    consumer.on_commit = m.checkpointer.on_commit
+    _live(m, "k", 0, 1.0)
+    m.table.end("k", 3)
+    m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)  # "k ended at 3"
+    m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)  # asks for offset 4
+    m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)
+    assert consumer.commits == [[(0, 4)]] and _tombstones(m) == []  # not answered yet
+    consumer.answer_commits()
+    m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)
+    assert _tombstones(m) == [b"k"]
+
+
+def test_a_failed_asynchronous_commit_is_asked_again_and_releases_no_tombstone() -> None:
+    m = Made(transactional=False)
+    consumer = cast(FakeConsumer, m.consumer)
+    consumer.on_commit = m.checkpointer.on_commit
+    consumer.commit_error = KafkaError(KafkaError.REBALANCE_IN_PROGRESS)
+    _live(m, "k", 0, 1.0)
+    m.table.end("k", 3)
+    m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)
+    m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)
+    consumer.answer_commits()
+    assert m.checkpointer.behind == {0: 4}  # an idle worker commits it again, too
+    consumer.commit_error = None
+    m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)
+    assert consumer.commits == [[(0, 4)], [(0, 4)]] and _tombstones(m) == []
+    consumer.answer_commits()
+    m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)
+    assert _tombstones(m) == [b"k"] and m.checkpointer.behind == {}
+
+
+def test_an_answer_for_a_partition_forgotten_since_is_ignored() -> None:
+    m = Made(transactional=False)
+    consumer = cast(FakeConsumer, m.consumer)
+    consumer.on_commit = m.checkpointer.on_commit
+    consumer.commit_error = KafkaError(KafkaError.REBALANCE_IN_PROGRESS)
+    m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)
+    m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)
+    m.checkpointer.forget([0])  # revoked: its new owner commits it
+    consumer.answer_commits()
+    assert m.checkpointer.behind == {}
