@@ -82,10 +82,11 @@ class Checkpointer:
         self.in_transaction = False
         # At-least-once, pipelined: the positions of the last snapshot, committed at the next
         # checkpoint once its state records are delivered; the positions last handed to a
-        # commit; and those asked asynchronously, not answered yet.
+        # commit; those asked asynchronously, not answered yet; and those confirmed.
         self.behind: Positions = {}
         self._sent: Positions = {}
         self._asked: Positions = {}
+        self._committed: Positions = {}
 
     # -- the producer and its transaction ---------------------------------------------------
 
@@ -182,10 +183,10 @@ class Checkpointer:
     def forget(self, partitions: Collection[int] | None = None) -> None:
         """Revoked, lost or rewound (None: every partition): not to be committed from here."""
         if partitions is None:
-            self.behind, self._sent, self._asked = {}, {}, {}
+            self.behind, self._sent, self._asked, self._committed = {}, {}, {}, {}
             return
         for p in partitions:
-            for positions in (self.behind, self._sent, self._asked):
+            for positions in (self.behind, self._sent, self._asked, self._committed):
                 positions.pop(p, None)
 
     def on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
@@ -209,6 +210,7 @@ class Checkpointer:
             if offset == asked:
                 del self._asked[p]
         if confirmed:  # sequences that ended before them get tombstones at the next checkpoint
+            self._committed.update(confirmed)
             self.changelog.committed(confirmed)
 
     def commit_behind(
@@ -222,6 +224,8 @@ class Checkpointer:
             self.sink.flush(self.timeout_s)
         if self.behind:
             self._ask_commit(consumer, self.behind, owned)
+        # Sequences ended (or evicted) below the confirmed positions: tombstones with this snapshot.
+        self.changelog.committed(self._committed)
         with self._step("changelog"):
             self.changelog.snapshot(owned)
         taken = {p: o for p, o in positions.items() if p in owned}
@@ -265,7 +269,8 @@ class Checkpointer:
                 with self._step("offsets"):
                     consumer.commit(offsets=offsets, asynchronous=False)
         self.changelog.committed(positions)
-        self.behind, self._asked, self._sent = {}, {}, dict(positions)
+        self.behind, self._asked = {}, {}
+        self._sent, self._committed = dict(positions), dict(positions)
         self.metrics.observe_commit(time.monotonic() - started)
 
     def _ask_commit(self, consumer: Consumer, positions: Positions, owned: Collection[int]) -> None:

@@ -291,3 +291,18 @@ def test_an_answer_for_a_partition_forgotten_since_is_ignored() -> None:
     m.checkpointer.forget([0])  # revoked: its new owner commits it
     consumer.answer_commits()
     assert m.checkpointer.behind == {}
+
+
+def test_a_sequence_ended_below_the_confirmed_commit_gets_its_tombstone_with_nothing_new() -> None:
+    # An idle sequence evicted long after its input was committed: no new position to commit,
+    # and its tombstone still goes out at the next checkpoint.
+    m = Made(transactional=False)
+    consumer = cast(FakeConsumer, m.consumer)
+    consumer.on_commit = m.checkpointer.on_commit
+    _live(m, "k", 0, 1.0)
+    m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)
+    m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)
+    consumer.answer_commits()
+    m.table.end("k", 3)  # evicted: its last record was offset 3
+    m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)
+    assert _tombstones(m) == [b"k"] and consumer.commits == [[(0, 4)]]
