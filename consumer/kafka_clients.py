@@ -38,6 +38,10 @@ TRANSACTION_MARGIN_MS = 10_000
 FENCE_TIMEOUT_S = 10.0
 
 
+# Called with the broker's answer to an offset commit: an error or None, and the offsets.
+CommitAnswers = Callable[[KafkaError | None, list[TopicPartition]], None]
+
+
 class StartupError(RuntimeError):
     """The service cannot start: the message says what is wrong and what to do."""
 
@@ -45,7 +49,7 @@ class StartupError(RuntimeError):
 def consumer_config(
     settings: Settings,
     on_error: Callable[[KafkaError], None],
-    on_commit: Callable[[KafkaError | None, list[TopicPartition]], None] | None = None,
+    on_commit: CommitAnswers | None = None,
 ) -> dict[str, object]:
     """The group consumer's configuration; `on_commit` gets the broker's answers to offset
     commits (asynchronous ones above all), from the consumer's poll."""
@@ -131,7 +135,7 @@ def restore_consumer_config(settings: Settings) -> dict[str, object]:
 def new_consumer(
     settings: Settings,
     on_error: Callable[[KafkaError], None],
-    on_commit: Callable[[KafkaError | None, list[TopicPartition]], None] | None = None,
+    on_commit: CommitAnswers | None = None,
 ) -> Consumer:
     return Consumer(consumer_config(settings, on_error, on_commit))
 
@@ -155,7 +159,7 @@ class KafkaClients:
     def group_consumer(
         self,
         on_error: Callable[[KafkaError], None],
-        on_commit: Callable[[KafkaError | None, list[TopicPartition]], None],
+        on_commit: CommitAnswers,
     ) -> Consumer:
         return new_consumer(self.settings, on_error, on_commit)
 

@@ -21,7 +21,7 @@ from consumer import runner
 from consumer.config import Guarantee, Settings
 from consumer.departed_writers import DepartedWriters
 from consumer.http_endpoints import Health
-from consumer.kafka_clients import KafkaClients
+from consumer.kafka_clients import CommitAnswers, KafkaClients
 from consumer.metrics import Metrics
 from tests.prefix_sum_step import PrefixSumStep
 
@@ -162,7 +162,7 @@ class FakeConsumer:
     timeouts: list[float] = field(default_factory=list)  # of each consume() call
     closed: bool = False
     before_consume: Callable[[FakeConsumer], None] | None = None
-    on_commit: Callable[[KafkaError | None, list[TopicPartition]], None] | None = None
+    on_commit: CommitAnswers | None = None
     # Answers to asynchronous commits, served at the next consume() as librdkafka serves them;
     # `commit_error` makes them failures.
     unanswered: list[list[TopicPartition]] = field(default_factory=list)
@@ -291,7 +291,7 @@ class FakeClients:
     def group_consumer(
         self,
         on_error: Callable[[KafkaError], None],
-        on_commit: Callable[[KafkaError | None, list[TopicPartition]], None],
+        on_commit: CommitAnswers,
     ) -> FakeConsumer:
         self.consumers_made += 1
         self.consumer.on_error = on_error
