@@ -17,7 +17,8 @@ records go to the producer a slice per loop. The committed offsets trail by one 
 replays it. The pipelined offset commit is asynchronous (the group coordinator's answer took over
 50 ms now and then, with the loop waiting); the answer comes back through the consumer's poll
 (`on_commit`). Only a confirmed commit releases the tombstones of sequences that ended before it
-(written at the next checkpoint); a failed one is asked again at the next checkpoint.
+(written at the next checkpoint); positions not confirmed (a failure, or no answer) are asked
+again at each checkpoint until they are.
 
 Exactly-once: the same records and the input offsets go into the open transaction, which is
 committed; a read_committed reader sees all of it or none of it.
@@ -80,11 +81,10 @@ class Checkpointer:
         self.keep_trying = keep_trying
         self.timeout_s = timeout_s
         self.in_transaction = False
-        # At-least-once, pipelined: the positions of the last snapshot, committed at the next
-        # checkpoint once its state records are delivered; the positions last handed to a
-        # commit; those asked asynchronously, not answered yet; and those confirmed.
+        # At-least-once, pipelined: the positions of the last snapshot not confirmed committed
+        # (asked at the next checkpoint, once its state records are delivered, and again at each
+        # one after until the broker confirms them); the positions last asked; those confirmed.
         self.behind: Positions = {}
-        self._sent: Positions = {}
         self._asked: Positions = {}
         self._committed: Positions = {}
 
@@ -183,35 +183,43 @@ class Checkpointer:
     def forget(self, partitions: Collection[int] | None = None) -> None:
         """Revoked, lost or rewound (None: every partition): not to be committed from here."""
         if partitions is None:
-            self.behind, self._sent, self._asked, self._committed = {}, {}, {}, {}
+            self.behind, self._asked, self._committed = {}, {}, {}
             return
         for p in partitions:
-            for positions in (self.behind, self._sent, self._asked, self._committed):
+            for positions in (self.behind, self._asked, self._committed):
                 positions.pop(p, None)
 
     def on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
-        """The broker's answer to an offset commit, as the consumer's poll serves it. Answers for
-        partitions forgotten since, or older than a later commit, are ignored."""
+        """The broker's answer to an offset commit, as the consumer's poll serves it. Only a
+        success counts: whatever else comes back (a failure, an answer about an older commit, or
+        none at all), a position stays `behind` until confirmed, and is asked again at the next
+        checkpoint. Answers for partitions forgotten since are ignored."""
         confirmed: Positions = {}
+        failed: dict[int, KafkaError] = {}
         for tp in partitions:
             p, offset = tp.partition, tp.offset
-            asked = self._asked.get(p)
-            if tp.topic != self.input_topic or asked is None or offset > asked:
+            if tp.topic != self.input_topic or p not in self._asked:
                 continue
             failure = err if err is not None else tp.error
-            if failure is None:
+            if failure is not None:
+                failed[p] = failure
+            elif offset > self._committed.get(p, -1):  # an older commit's answer may come late
                 confirmed[p] = offset
-            elif offset == asked:  # the newest asked failed: ask again at the next checkpoint
-                self.metrics.count_commit_failure("offset_commit")
-                log_event(log, "commit_failed", level=logging.ERROR, reason=str(failure),
-                          partition=p, offset=offset)  # fmt: skip
-                self._sent.pop(p, None)
-                self.behind.setdefault(p, offset)
-            if offset == asked:
-                del self._asked[p]
+        if failed:
+            self.metrics.count_commit_failure("offset_commit")
+            reason = str(next(iter(failed.values())))
+            log_event(log, "commit_failed", level=logging.ERROR, reason=reason,
+                      partitions=sorted(failed))  # fmt: skip
         if confirmed:  # sequences that ended before them get tombstones at the next checkpoint
             self._committed.update(confirmed)
             self.changelog.committed(confirmed)
+            for p, offset in confirmed.items():
+                if self.behind.get(p, offset + 1) <= offset:
+                    del self.behind[p]
+
+    def unasked(self) -> bool:
+        """At-least-once: whether the last snapshot has positions not asked to be committed yet."""
+        return any(self._asked.get(p) != o for p, o in self.behind.items())
 
     def commit_behind(
         self, consumer: Consumer, positions: Positions, owned: Collection[int]
@@ -222,14 +230,14 @@ class Checkpointer:
             self.changelog.send_unsent(owned)  # what is left of the last snapshot
         with self._step("flush"):
             self.sink.flush(self.timeout_s)
-        if self.behind:
-            self._ask_commit(consumer, self.behind, owned)
+        self._ask_commit(consumer, self.behind, owned)
         # Sequences ended (or evicted) below the confirmed positions: tombstones with this snapshot.
         self.changelog.committed(self._committed)
         with self._step("changelog"):
             self.changelog.snapshot(owned)
-        taken = {p: o for p, o in positions.items() if p in owned}
-        self.behind = {p: o for p, o in taken.items() if self._sent.get(p) != o}
+        self.behind = {
+            p: o for p, o in positions.items() if p in owned and self._committed.get(p) != o
+        }
         self.metrics.observe_commit(time.monotonic() - started)
 
     def commit(self, consumer: Consumer, positions: Positions, owned: Collection[int]) -> None:
@@ -269,24 +277,21 @@ class Checkpointer:
                 with self._step("offsets"):
                     consumer.commit(offsets=offsets, asynchronous=False)
         self.changelog.committed(positions)
-        self.behind, self._asked = {}, {}
-        self._sent, self._committed = dict(positions), dict(positions)
+        self.behind, self._asked, self._committed = {}, dict(positions), dict(positions)
         self.metrics.observe_commit(time.monotonic() - started)
 
     def _ask_commit(self, consumer: Consumer, positions: Positions, owned: Collection[int]) -> None:
-        """Ask for `positions` (of partitions still owned) to be committed, without waiting."""
+        """Ask for `positions` (of partitions still owned, not confirmed yet) to be committed,
+        without waiting for the answer."""
         offsets = [
             TopicPartition(self.input_topic, p, o)
             for p, o in sorted(positions.items())
-            if p in owned
+            if p in owned and self._committed.get(p) != o
         ]
         if offsets:
             with self._step("offsets"):
                 consumer.commit(offsets=offsets, asynchronous=True)
-        asked = {tp.partition: tp.offset for tp in offsets}
-        self._asked.update(asked)
-        self._sent.update(asked)
-        self.behind = {}
+        self._asked.update((tp.partition, tp.offset) for tp in offsets)
 
     @contextlib.contextmanager
     def _step(self, step: CommitStep) -> Iterator[None]:

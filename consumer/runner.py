@@ -185,7 +185,7 @@ class Runner:
                     # at the commit after it, so the interval is the cadence readers see.
                     next_commit = time.monotonic() + commit_every
                     self._checkpoint(pipelined=True)
-                elif not msgs and self.checkpointer.behind:
+                elif not msgs and self.checkpointer.unasked():
                     # Idle: commit what the last checkpoint snapshotted now, not an interval on.
                     self._checkpoint(pipelined=True)
             self._checkpoint()

@@ -26,7 +26,8 @@ class Made:
         self.producers: list[FakeProducer] = []
         self.sink = Sink()
         self.table = StateTable((3, 1), 2)
-        metrics = Metrics(CollectorRegistry())
+        self.registry = CollectorRegistry()
+        metrics = Metrics(self.registry)
         writer = ChangelogWriter(
             sink=self.sink, tables=lambda: [(self.table, "v")], topic=CHANGELOG, metrics=metrics
         )
@@ -160,6 +161,7 @@ def test_pipelined_commits_a_checkpoints_positions_once_its_states_are_delivered
         commit(offsets, asynchronous)
 
     consumer.commit = watched  # type: ignore[method-assign]
+    consumer.on_commit = m.checkpointer.on_commit
     _live(m, "k", 0, 1.0)
     assert m.checkpointer.checkpoint(m.consumer, {0: 5}, {0}, pipelined=True) == "committed"
     # Nothing committed yet, the state copied and not yet produced: the loop goes on.
@@ -171,9 +173,12 @@ def test_pipelined_commits_a_checkpoints_positions_once_its_states_are_delivered
     assert record.value is not None and np.frombuffer(record.value[-16:], np.float32)[1] == 1.0
     assert m.checkpointer.checkpoint(m.consumer, {0: 7}, {0}, pipelined=True) == "committed"
     assert consumer.commits == [[(0, 5)]] and delivered_at_commit == [1]
+    consumer.answer_commits()
     assert m.checkpointer.behind == {0: 7}
     assert m.checkpointer.checkpoint(m.consumer, {0: 7}, {0}, pipelined=True) == "committed"
-    assert consumer.commits == [[(0, 5)], [(0, 7)]] and m.checkpointer.behind == {}
+    assert consumer.commits == [[(0, 5)], [(0, 7)]] and m.checkpointer.behind == {0: 7}
+    consumer.answer_commits()
+    assert m.checkpointer.behind == {}  # confirmed
     assert m.checkpointer.checkpoint(m.consumer, {0: 7}, {0}, pipelined=True) == "committed"
     assert len(consumer.commits) == 2  # nothing new: the same offsets are not committed again
 
@@ -255,8 +260,8 @@ def test_a_tombstone_waits_for_the_broker_to_confirm_the_commit_past_the_end() -
     m.table.end("k", 3)
     m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)  # "k ended at 3"
     m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)  # asks for offset 4
-    m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)
-    assert consumer.commits == [[(0, 4)]] and _tombstones(m) == []  # not answered yet
+    m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)  # no answer: asks again
+    assert consumer.commits == [[(0, 4)], [(0, 4)]] and _tombstones(m) == []
     consumer.answer_commits()
     m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)
     assert _tombstones(m) == [b"k"]
@@ -306,3 +311,40 @@ def test_a_sequence_ended_below_the_confirmed_commit_gets_its_tombstone_with_not
     m.table.end("k", 3)  # evicted: its last record was offset 3
     m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)
     assert _tombstones(m) == [b"k"] and consumer.commits == [[(0, 4)]]
+
+
+def test_a_commit_whose_answer_never_comes_is_asked_again_until_confirmed() -> None:
+    # Whatever becomes of an answer, an offset not confirmed stays to be committed: otherwise
+    # an idle worker's last positions could stay uncommitted for good.
+    m = Made(transactional=False)
+    consumer = cast(FakeConsumer, m.consumer)
+    consumer.on_commit = m.checkpointer.on_commit
+    m.checkpointer.checkpoint(m.consumer, {0: 4, 1: 9}, {0, 1}, pipelined=True)
+    m.checkpointer.checkpoint(m.consumer, {0: 4, 1: 9}, {0, 1}, pipelined=True)
+    consumer.unanswered.clear()  # lost
+    # Asked, so an idle loop does not ask again at once; the next checkpoint does.
+    assert m.checkpointer.behind == {0: 4, 1: 9} and not m.checkpointer.unasked()
+    m.checkpointer.checkpoint(m.consumer, {0: 4, 1: 9}, {0, 1}, pipelined=True)
+    assert consumer.commits == [[(0, 4), (1, 9)]] * 2
+    consumer.answer_commits()
+    assert m.checkpointer.behind == {}
+
+
+def test_a_failed_answer_for_an_older_commit_is_counted_and_the_newer_one_still_counts() -> None:
+    m = Made(transactional=False)
+    consumer = cast(FakeConsumer, m.consumer)
+    consumer.on_commit = m.checkpointer.on_commit
+    m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)
+    m.checkpointer.checkpoint(m.consumer, {0: 6}, {0}, pipelined=True)  # asks 4
+    m.checkpointer.checkpoint(m.consumer, {0: 6}, {0}, pipelined=True)  # asks 6
+    assert m.checkpointer.unasked() is False
+    older, newer = consumer.unanswered
+    consumer.on_commit(KafkaError(KafkaError.REQUEST_TIMED_OUT), older)
+    failures = m.registry.get_sample_value(
+        "lstm_scorer_commit_failures_total", {"kind": "offset_commit"}
+    )
+    assert failures == 1 and m.checkpointer.behind == {0: 6}
+    consumer.on_commit(None, newer)
+    assert m.checkpointer.behind == {}
+    m.checkpointer.checkpoint(m.consumer, {0: 6}, {0}, pipelined=True)
+    assert consumer.commits == [[(0, 4)], [(0, 6)]]

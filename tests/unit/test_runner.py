@@ -367,6 +367,45 @@ def test_the_first_batch_after_idleness_is_checkpointed_at_once(
     assert commits_seen[-1] == 1  # idle since: no further commits until the stop
 
 
+def test_an_idle_workers_commit_whose_answer_is_lost_is_asked_again_an_interval_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An offset commit asked while idle whose answer never came was never asked again: the
+    # group's committed offsets stayed behind for good, though every output was delivered.
+    f = make_runner(commit_interval_ms=1000)
+    clock = [0.0]
+    monkeypatch.setattr("consumer.runner.time.monotonic", lambda: clock[0])
+    deliver = f.consumer.on_commit
+    dropped: list[list[TopicPartition]] = []
+    assert deliver is not None
+
+    def losing_the_first(err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if not dropped:
+            dropped.append(partitions)
+            return
+        deliver(err, partitions)
+
+    commits_seen: list[int] = []
+
+    def hook(consumer: FakeConsumer) -> None:
+        clock[0] += 0.1  # an idle poll's wait
+        if consumer.consumed == 1:
+            consumer.assign_now(0)
+        commits_seen.append(len(consumer.commits))
+        if consumer.consumed == 40:
+            f.runner.stop()
+
+    f.consumer.on_commit = losing_the_first
+    f.consumer.before_consume = hook
+    f.consumer.batches = [[], [sample("a", 0, 0)]]
+    f.runner.run()
+    assert dropped and f.consumer.commits[:2] == [[(0, 1)], [(0, 1)]]
+    # Not asked again on every idle poll: an interval after the checkpoint that asked it.
+    first, second = commits_seen.index(1), commits_seen.index(2)
+    assert 9 <= second - first <= 11
+    assert commits_seen[-1] == 2  # confirmed since: nothing more until the stop
+
+
 def test_a_rewind_while_the_group_coordinator_moves_waits_for_it() -> None:
     # The coordinator's broker SIGKILLed: the commit failed, and the rewind's request for the
     # committed offsets timed out while the group moved; the worker exited 1 on it.
