@@ -84,6 +84,15 @@ class Feeder(threading.Thread):
             except BufferError:
                 self.producer.poll(0.05)
 
+    def has_sent(self, count: int) -> bool | None:
+        """True once `count` records are handed to the producer, None before; raises whatever
+        ended the feeder early, so that a wait on it fails with the cause, not a timeout."""
+        if self.sent >= count:
+            return True
+        if self.finished.is_set() and self.failure is not None:
+            raise self.failure
+        return None
+
     def result(self, timeout_s: float = 600.0) -> list[Sent]:
         """Wait for every delivery; the records as they lie in the topic."""
         if not self.finished.wait(timeout_s):

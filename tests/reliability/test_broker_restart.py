@@ -36,7 +36,7 @@ def test_broker_restart(
     fleet.wait_ready(len(WORKERS))
     feeder = Feeder(dep.bootstrap, dep.input, records, rate=len(records) / FEED_SECONDS)
     feeder.start()
-    wait_for(lambda: feeder.sent >= len(records) // 3 or None, 120, "a third of the input")
+    wait_for(lambda: feeder.has_sent(len(records) // 3), 120, "a third of the input")
     t0 = time.monotonic()
     stage.broker.stop()
     stopped_at = feeder.sent

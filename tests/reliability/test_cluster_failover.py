@@ -13,6 +13,7 @@ until quiet.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from typing import Any
@@ -68,8 +69,8 @@ def new_leader(admin: AdminClient, topic: str, gone: int, role: str) -> int:
 
 
 def at_fraction(feeder: Feeder, fraction: float) -> None:
-    total = len(feeder.records)
-    wait_for(lambda: feeder.sent >= total * fraction or None, 300, f"{fraction:.0%} of the input")
+    count = math.ceil(len(feeder.records) * fraction)
+    wait_for(lambda: feeder.has_sent(count), 300, f"{fraction:.0%} of the input")
 
 
 def finish(
