@@ -193,12 +193,15 @@ class Checkpointer:
         """The broker's answer to an offset commit, as the consumer's poll serves it. Only a
         success counts: whatever else comes back (a failure, an answer about an older commit, or
         none at all), a position stays `behind` until confirmed, and is asked again at the next
-        checkpoint. Answers for partitions forgotten since are ignored."""
+        checkpoint. Answers for partitions forgotten since are ignored, and so are those beyond
+        the offsets asked here: librdkafka serves a synchronous commit's answer this way too,
+        and that commit is handled (and a failure counted) where it was made."""
         confirmed: Positions = {}
         failed: dict[int, KafkaError] = {}
         for tp in partitions:
             p, offset = tp.partition, tp.offset
-            if tp.topic != self.input_topic or p not in self._asked:
+            asked = self._asked.get(p)
+            if tp.topic != self.input_topic or asked is None or offset > asked:
                 continue
             failure = err if err is not None else tp.error
             if failure is not None:
@@ -273,11 +276,13 @@ class Checkpointer:
                 self.changelog.write(owned)
             with self._step("flush"):
                 self.sink.flush(self.timeout_s)
+            # It supersedes the commits asked asynchronously: their answers no longer count.
+            self._asked = {}
             if offsets:
                 with self._step("offsets"):
                     consumer.commit(offsets=offsets, asynchronous=False)
         self.changelog.committed(positions)
-        self.behind, self._asked, self._committed = {}, dict(positions), dict(positions)
+        self.behind, self._committed = {}, dict(positions)
         self.metrics.observe_commit(time.monotonic() - started)
 
     def _ask_commit(self, consumer: Consumer, positions: Positions, owned: Collection[int]) -> None:

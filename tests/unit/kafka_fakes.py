@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from consumer import runner
@@ -163,8 +163,8 @@ class FakeConsumer:
     closed: bool = False
     before_consume: Callable[[FakeConsumer], None] | None = None
     on_commit: CommitAnswers | None = None
-    # Answers to asynchronous commits, served at the next consume() as librdkafka serves them;
-    # `commit_error` makes them failures.
+    # Answers to commits, served at the next consume() as librdkafka serves them; `commit_error`
+    # makes them failures (and a synchronous commit raise it).
     unanswered: list[list[TopicPartition]] = field(default_factory=list)
     commit_error: KafkaError | None = None
 
@@ -204,8 +204,10 @@ class FakeConsumer:
 
     def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
         self.commits.append([(tp.partition, tp.offset) for tp in offsets])
-        if asynchronous:
-            self.unanswered.append(offsets)
+        # librdkafka serves every commit's answer to on_commit, a synchronous one's as well.
+        self.unanswered.append(offsets)
+        if not asynchronous and self.commit_error is not None:
+            raise KafkaException(self.commit_error)
 
     def answer_commits(self) -> None:
         """The broker's answers to the asynchronous commits so far, to `on_commit`."""

@@ -348,3 +348,21 @@ def test_a_failed_answer_for_an_older_commit_is_counted_and_the_newer_one_still_
     assert m.checkpointer.behind == {}
     m.checkpointer.checkpoint(m.consumer, {0: 6}, {0}, pipelined=True)
     assert consumer.commits == [[(0, 4)], [(0, 6)]]
+
+
+def test_a_failed_synchronous_commit_is_counted_once() -> None:
+    # librdkafka serves a synchronous commit's answer through on_commit as well: the failure
+    # was counted where the commit raised, and again when its answer came.
+    m = Made(transactional=False)
+    consumer = cast(FakeConsumer, m.consumer)
+    consumer.on_commit = m.checkpointer.on_commit
+    m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)
+    m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)  # asks 4
+    consumer.commit_error = KafkaError(KafkaError.REBALANCE_IN_PROGRESS)
+    consumer.answer_commits()
+    assert m.checkpoint({0: 4}) == "failed"  # a revoke's commit, of the same offsets
+    consumer.answer_commits()
+    failures = m.registry.get_sample_value(
+        "lstm_scorer_commit_failures_total", {"kind": "offset_commit"}
+    )
+    assert failures == 2  # the asynchronous commit's failed answer, and the synchronous commit
