@@ -40,11 +40,17 @@ class Made:
             new_producer=self._new_producer,
         )
         self.checkpointer.start_producer()
-        self.consumer = cast(Consumer, FakeConsumer())
+        # Commit answers reach the checkpointer when a test serves them (answer_commits).
+        self.consumer = cast(Consumer, FakeConsumer(on_commit=self.checkpointer.on_commit))
 
     def _new_producer(self) -> Producer:
         self.producers.append(FakeProducer(self.sink.on_delivery))
         return cast(Producer, self.producers[-1])
+
+    def offset_commit_failures(self) -> float | None:
+        return self.registry.get_sample_value(
+            "lstm_scorer_commit_failures_total", {"kind": "offset_commit"}
+        )
 
     def checkpoint(self, positions: dict[int, int]) -> str:
         return self.checkpointer.checkpoint(self.consumer, positions, set(positions))
@@ -161,7 +167,6 @@ def test_pipelined_commits_a_checkpoints_positions_once_its_states_are_delivered
         commit(offsets, asynchronous)
 
     consumer.commit = watched  # type: ignore[method-assign]
-    consumer.on_commit = m.checkpointer.on_commit
     _live(m, "k", 0, 1.0)
     assert m.checkpointer.checkpoint(m.consumer, {0: 5}, {0}, pipelined=True) == "committed"
     # Nothing committed yet, the state copied and not yet produced: the loop goes on.
@@ -255,7 +260,6 @@ def test_a_tombstone_waits_for_the_broker_to_confirm_the_commit_past_the_end() -
     # crash would read again from its middle: its last samples would be scored from nothing.
     m = Made(transactional=False)
     consumer = cast(FakeConsumer, m.consumer)
-    consumer.on_commit = m.checkpointer.on_commit
     _live(m, "k", 0, 1.0)
     m.table.end("k", 3)
     m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)  # "k ended at 3"
@@ -270,7 +274,6 @@ def test_a_tombstone_waits_for_the_broker_to_confirm_the_commit_past_the_end() -
 def test_a_failed_asynchronous_commit_is_asked_again_and_releases_no_tombstone() -> None:
     m = Made(transactional=False)
     consumer = cast(FakeConsumer, m.consumer)
-    consumer.on_commit = m.checkpointer.on_commit
     consumer.commit_error = KafkaError(KafkaError.REBALANCE_IN_PROGRESS)
     _live(m, "k", 0, 1.0)
     m.table.end("k", 3)
@@ -289,7 +292,6 @@ def test_a_failed_asynchronous_commit_is_asked_again_and_releases_no_tombstone()
 def test_an_answer_for_a_partition_forgotten_since_is_ignored() -> None:
     m = Made(transactional=False)
     consumer = cast(FakeConsumer, m.consumer)
-    consumer.on_commit = m.checkpointer.on_commit
     consumer.commit_error = KafkaError(KafkaError.REBALANCE_IN_PROGRESS)
     m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)
     m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)
@@ -303,7 +305,6 @@ def test_a_sequence_ended_below_the_confirmed_commit_gets_its_tombstone_with_not
     # and its tombstone still goes out at the next checkpoint.
     m = Made(transactional=False)
     consumer = cast(FakeConsumer, m.consumer)
-    consumer.on_commit = m.checkpointer.on_commit
     _live(m, "k", 0, 1.0)
     m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)
     m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)
@@ -318,7 +319,6 @@ def test_a_commit_whose_answer_never_comes_is_asked_again_until_confirmed() -> N
     # an idle worker's last positions could stay uncommitted for good.
     m = Made(transactional=False)
     consumer = cast(FakeConsumer, m.consumer)
-    consumer.on_commit = m.checkpointer.on_commit
     m.checkpointer.checkpoint(m.consumer, {0: 4, 1: 9}, {0, 1}, pipelined=True)
     m.checkpointer.checkpoint(m.consumer, {0: 4, 1: 9}, {0, 1}, pipelined=True)
     consumer.unanswered.clear()  # lost
@@ -333,18 +333,14 @@ def test_a_commit_whose_answer_never_comes_is_asked_again_until_confirmed() -> N
 def test_a_failed_answer_for_an_older_commit_is_counted_and_the_newer_one_still_counts() -> None:
     m = Made(transactional=False)
     consumer = cast(FakeConsumer, m.consumer)
-    consumer.on_commit = m.checkpointer.on_commit
     m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)
     m.checkpointer.checkpoint(m.consumer, {0: 6}, {0}, pipelined=True)  # asks 4
     m.checkpointer.checkpoint(m.consumer, {0: 6}, {0}, pipelined=True)  # asks 6
     assert m.checkpointer.unasked() is False
     older, newer = consumer.unanswered
-    consumer.on_commit(KafkaError(KafkaError.REQUEST_TIMED_OUT), older)
-    failures = m.registry.get_sample_value(
-        "lstm_scorer_commit_failures_total", {"kind": "offset_commit"}
-    )
-    assert failures == 1 and m.checkpointer.behind == {0: 6}
-    consumer.on_commit(None, newer)
+    m.checkpointer.on_commit(KafkaError(KafkaError.REQUEST_TIMED_OUT), older)
+    assert m.offset_commit_failures() == 1 and m.checkpointer.behind == {0: 6}
+    m.checkpointer.on_commit(None, newer)
     assert m.checkpointer.behind == {}
     m.checkpointer.checkpoint(m.consumer, {0: 6}, {0}, pipelined=True)
     assert consumer.commits == [[(0, 4)], [(0, 6)]]
@@ -355,14 +351,11 @@ def test_a_failed_synchronous_commit_is_counted_once() -> None:
     # was counted where the commit raised, and again when its answer came.
     m = Made(transactional=False)
     consumer = cast(FakeConsumer, m.consumer)
-    consumer.on_commit = m.checkpointer.on_commit
     m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)
     m.checkpointer.checkpoint(m.consumer, {0: 4}, {0}, pipelined=True)  # asks 4
     consumer.commit_error = KafkaError(KafkaError.REBALANCE_IN_PROGRESS)
     consumer.answer_commits()
     assert m.checkpoint({0: 4}) == "failed"  # a revoke's commit, of the same offsets
     consumer.answer_commits()
-    failures = m.registry.get_sample_value(
-        "lstm_scorer_commit_failures_total", {"kind": "offset_commit"}
-    )
-    assert failures == 2  # the asynchronous commit's failed answer, and the synchronous commit
+    # The asynchronous commit's failed answer, and the synchronous commit.
+    assert m.offset_commit_failures() == 2
