@@ -7,8 +7,10 @@ records, so the topic holds exactly the records given, in order per key.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Sequence
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -92,6 +94,12 @@ class Feeder(threading.Thread):
         if self.finished.is_set() and self.failure is not None:
             raise self.failure
         return None
+
+    def describe(self) -> str:
+        """How far it got and, while it runs, where its thread is: for a wait that timed out."""
+        frame = sys._current_frames().get(self.ident or -1)
+        where = "".join(traceback.format_stack(frame)[-4:]) if frame is not None else "ended"
+        return f"{self.sent} of {len(self.records)} records handed over; the feeder: {where}"
 
     def result(self, timeout_s: float = 600.0) -> list[Sent]:
         """Wait for every delivery; the records as they lie in the topic."""

@@ -70,7 +70,10 @@ def new_leader(admin: AdminClient, topic: str, gone: int, role: str) -> int:
 
 def at_fraction(feeder: Feeder, fraction: float) -> None:
     count = math.ceil(len(feeder.records) * fraction)
-    wait_for(lambda: feeder.has_sent(count), 300, f"{fraction:.0%} of the input")
+    try:
+        wait_for(lambda: feeder.has_sent(count), 300, f"{fraction:.0%} of the input")
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}: {feeder.describe()}") from None
 
 
 def finish(
