@@ -36,6 +36,10 @@ class Feeder(threading.Thread):
                 "enable.idempotence": True,
                 "linger.ms": 5,
                 "message.timeout.ms": 300_000,
+                # A leader killed while metadata still named it: the client logged "new leader
+                # not found in cache" and sent nothing to that partition again until the next
+                # full metadata refresh (5 minutes by default), longer than a scenario waits.
+                "topic.metadata.refresh.interval.ms": 5_000,
             }
         )
         self.where: list[tuple[int, int] | None] = [None] * len(records)
