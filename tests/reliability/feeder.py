@@ -2,7 +2,10 @@
 landed (partition, offset) so outputs and dead letters can be matched to their input.
 
 The producer is idempotent: across a broker restart its retries neither duplicate nor reorder
-records, so the topic holds exactly the records given, in order per key.
+records, so the topic holds exactly the records given, in order per key. A retry the broker had
+already written is reported delivered with no offset (librdkafka: persisted, offset unknown);
+those offsets are read back from the topic, where each partition holds the records sent to it in
+the order sent.
 """
 
 from __future__ import annotations
@@ -11,14 +14,27 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from tests.reliability.accounting import Sent
 
 Raw = tuple[bytes | None, bytes | None]  # key, value
+Held = tuple[
+    bytes | None, bytes | None, int
+]  # key, value, offset: a record as a partition holds it
 _SLICES_PER_SECOND = 20
+_UNKNOWN = -1  # delivered, offset not reported
 
 
 class Feeder(threading.Thread):
@@ -26,6 +42,7 @@ class Feeder(threading.Thread):
         self, bootstrap: str, topic: str, records: Sequence[Raw], rate: float = 0.0
     ) -> None:
         super().__init__(name="feeder", daemon=True)
+        self.bootstrap = bootstrap
         self.topic = topic
         self.records = records
         self.rate = rate  # records per second; 0: as fast as possible
@@ -80,8 +97,8 @@ class Feeder(threading.Thread):
                 self.errors.append(str(err))
                 return
             partition, offset = msg.partition(), msg.offset()
-            assert partition is not None and offset is not None
-            self.where[i] = (partition, offset)
+            assert partition is not None
+            self.where[i] = (partition, _UNKNOWN if offset is None else offset)
 
         while True:
             try:
@@ -112,8 +129,62 @@ class Feeder(threading.Thread):
         if self.failure is not None:
             raise self.failure
         assert not self.errors, f"input not delivered: {self.errors[:5]}"
-        out: list[Sent] = []
-        for (key, value), where in zip(self.records, self.where, strict=True):
-            assert where is not None
-            out.append(Sent(key, value, *where))
-        return out
+        where: list[tuple[int, int]] = []
+        for w in self.where:
+            assert w is not None
+            where.append(w)
+        unknown = {p for p, offset in where if offset == _UNKNOWN}
+        if unknown:
+            where = placed(self.records, where, self._read_back(unknown))
+        return [Sent(k, v, p, o) for (k, v), (p, o) in zip(self.records, where, strict=True)]
+
+    def _read_back(self, partitions: set[int]) -> dict[int, list[Held]]:
+        """Every record of these partitions, from the beginning to the high watermark."""
+        reader = Consumer(
+            {"bootstrap.servers": self.bootstrap, "group.id": f"feeder-{uuid.uuid4().hex}",
+             "enable.auto.commit": False}
+        )  # fmt: skip
+        try:
+            ends = {
+                p: reader.get_watermark_offsets(TopicPartition(self.topic, p), timeout=30)[1]
+                for p in partitions
+            }
+            held: dict[int, list[Held]] = {p: [] for p in partitions}
+            reader.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
+            deadline = time.monotonic() + 120
+            while any(held[p][-1][2] + 1 < end if held[p] else end > 0 for p, end in ends.items()):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"reading back {self.topic} {sorted(partitions)}")
+                for msg in reader.consume(1000, timeout=1.0):
+                    p, offset = msg.partition(), msg.offset()
+                    if msg.error() is None and p is not None and offset is not None:
+                        held[p].append((msg.key(), msg.value(), offset))
+            return held
+        finally:
+            reader.close()
+
+
+def placed(
+    records: Sequence[Raw], where: Sequence[tuple[int, int]], held: Mapping[int, Sequence[Held]]
+) -> list[tuple[int, int]]:
+    """`where` with the unknown offsets of the partitions in `held` filled in from what those
+    partitions hold: the records sent to each, once each and in the order sent (an idempotent
+    producer, the topic's only one). Raises if a partition holds anything else."""
+    sent_to: dict[int, list[int]] = defaultdict(list)
+    for i, (p, _) in enumerate(where):
+        if p in held:
+            sent_to[p].append(i)
+    out = list(where)
+    for p, indices in sent_to.items():
+        if len(held[p]) != len(indices):
+            raise AssertionError(
+                f"partition {p} holds {len(held[p])} records, {len(indices)} were sent to it"
+            )
+        for i, (key, value, offset) in zip(indices, held[p], strict=True):
+            if (key, value) != tuple(records[i]) or where[i][1] not in (_UNKNOWN, offset):
+                raise AssertionError(
+                    f"partition {p} offset {offset} holds {key!r}: {value!r}, not record {i} "
+                    f"({records[i]!r}, reported at {where[i]})"
+                )
+            out[i] = (p, offset)
+    return out
