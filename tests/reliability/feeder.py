@@ -14,25 +14,17 @@ import sys
 import threading
 import time
 import traceback
-import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    Message,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import KafkaError, Message, Producer
 
-from tests.reliability.accounting import Sent
+from tests.reliability.accounting import Sent, as_sent
+from tests.reliability.stage import for_each_record
 
 Raw = tuple[bytes | None, bytes | None]  # key, value
-Held = tuple[
-    bytes | None, bytes | None, int
-]  # key, value, offset: a record as a partition holds it
+# A record as a partition holds it: key, value, offset.
+Held = tuple[bytes | None, bytes | None, int]
 _SLICES_PER_SECOND = 20
 _UNKNOWN = -1  # delivered, offset not reported
 
@@ -54,8 +46,8 @@ class Feeder(threading.Thread):
                 "linger.ms": 5,
                 "message.timeout.ms": 300_000,
                 # A leader killed while metadata still named it: the client logged "new leader
-                # not found in cache" and sent nothing to that partition again until the next
-                # full metadata refresh (5 minutes by default), longer than a scenario waits.
+                # not found in cache" and the feeder stopped advancing; a full metadata refresh
+                # (every 5 minutes by default, longer than a scenario waits) finds the new one.
                 "topic.metadata.refresh.interval.ms": 5_000,
             }
         )
@@ -139,29 +131,16 @@ class Feeder(threading.Thread):
         return [Sent(k, v, p, o) for (k, v), (p, o) in zip(self.records, where, strict=True)]
 
     def _read_back(self, partitions: set[int]) -> dict[int, list[Held]]:
-        """Every record of these partitions, from the beginning to the high watermark."""
-        reader = Consumer(
-            {"bootstrap.servers": self.bootstrap, "group.id": f"feeder-{uuid.uuid4().hex}",
-             "enable.auto.commit": False}
-        )  # fmt: skip
-        try:
-            ends = {
-                p: reader.get_watermark_offsets(TopicPartition(self.topic, p), timeout=30)[1]
-                for p in partitions
-            }
-            held: dict[int, list[Held]] = {p: [] for p in partitions}
-            reader.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
-            deadline = time.monotonic() + 120
-            while any(held[p][-1][2] + 1 < end if held[p] else end > 0 for p, end in ends.items()):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"reading back {self.topic} {sorted(partitions)}")
-                for msg in reader.consume(1000, timeout=1.0):
-                    p, offset = msg.partition(), msg.offset()
-                    if msg.error() is None and p is not None and offset is not None:
-                        held[p].append((msg.key(), msg.value(), offset))
-            return held
-        finally:
-            reader.close()
+        """Every record of these partitions, from the beginning to the current end."""
+        held: dict[int, list[Held]] = {p: [] for p in partitions}
+
+        def keep(msg: Message) -> None:
+            sent = as_sent(msg)
+            if sent.partition in held:
+                held[sent.partition].append((sent.key, sent.value, sent.offset))
+
+        for_each_record(self.bootstrap, self.topic, max(partitions) + 1, "read_committed", keep)
+        return held
 
 
 def placed(
