@@ -74,7 +74,7 @@ def as_columns(records: list[InputRecord], time_s: float = 1.0) -> DecodedBatch:
 def rewind(table: StateTable) -> None:
     """Forget applied offsets (and pending changelog work) so a pool can be replayed."""
     table.last_offset[:] = -1
-    table.take_dirty()
+    table.take_changes()
 
 
 def kafka_values(n: int, rng: np.random.Generator, *, ts: int | None = None) -> list[bytes]:

@@ -15,7 +15,6 @@ a partition that was revoked or lost since would overwrite what its new owner wr
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ class _Unsent:
     """State records of one snapshot (one table) not yet handed to the producer."""
 
     rows: npt.NDArray[np.void]
-    keys: list[str]
+    keys: list[bytes]
     partitions: npt.NDArray[np.int32]
     sent: int = 0
 
@@ -97,18 +96,16 @@ class ChangelogWriter:
         tables = self.tables()
         written = 0
         for table, model_version in tables:
-            dirty = list(table.take_dirty())
-            slots = table.slots_of(dirty)
-            live = slots >= 0
-            for key in itertools.compress(dirty, (~live).tolist()):
+            changes = table.take_changes()
+            for key in changes.ended:
                 ended = table.ended.get(key)
-                # No slot and no end: dropped with its partition, the new owner writes it.
+                # No end: dropped with its partition (the new owner writes it), or started
+                # again (its state is among the changed slots).
                 if ended is not None and ended.partition in owned:
                     value = changelog_codec.encode_ended(ended, model_version)
                     self.sink.send(self.topic, value, key.encode(), ended.partition)
                     written += 1
-            keys = dirty if live.all() else list(itertools.compress(dirty, live.tolist()))
-            self._take_states(table, keys, slots[live], model_version, owned)
+            self._take_states(table, changes.slots, model_version, owned)
         for key, partition in self._tombstones.items():
             if partition in owned and not any(key in t or key in t.ended for t, _ in tables):
                 self.sink.send(self.topic, None, key.encode(), partition)
@@ -139,7 +136,7 @@ class ChangelogWriter:
                 strict=True,
             ):
                 if mine:
-                    send(topic, value, key.encode(), p)
+                    send(topic, value, key, p)
                     written += 1
             left -= end - u.sent
             u.sent = end
@@ -150,20 +147,18 @@ class ChangelogWriter:
     def _take_states(
         self,
         table: StateTable,
-        keys: list[str],
         slots: npt.NDArray[np.intp],
         model_version: str,
         owned: Collection[int],
     ) -> None:
-        """Copy the live states of `keys` (at `slots`) whose partitions are owned, to be sent."""
+        """Copy the states and keys at `slots` whose partitions are owned, to be sent."""
         partitions = table.partition[slots]
         mine = np.isin(partitions, np.fromiter(owned, np.int32, len(owned)))
         if not mine.all():
             slots, partitions = slots[mine], partitions[mine]
-            keys = [k for k, good in zip(keys, mine.tolist(), strict=True) if good]
-        if keys:
+        if len(slots):
             rows = changelog_codec.state_rows(table, slots, model_version)
-            self._unsent.append(_Unsent(rows, keys, partitions))
+            self._unsent.append(_Unsent(rows, table.raw_keys(slots), partitions))
 
     def committed(self, positions: Positions) -> None:
         """The input is committed up to `positions`: sequences ended before them get tombstones

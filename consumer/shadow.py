@@ -50,7 +50,7 @@ class ShadowScoring:
 
     def drop_partitions(self, partitions: Sequence[int]) -> None:
         self.engine.table.drop_partitions(partitions)
-        self.engine.table.take_dirty()  # nothing of the shadow goes to the changelog
+        self.engine.table.take_changes()  # nothing of the shadow goes to the changelog
 
     def compare(self, live: Results, shadow: BatchResult) -> dict[str, Agreement]:
         """Per live version, how its outputs of the batch compare with the shadow's."""

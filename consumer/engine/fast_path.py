@@ -149,25 +149,28 @@ def _apply(
 ) -> BatchResult:
     n = len(samples)
     keys = samples.keys
-    fresh = np.flatnonzero(slots < 0).tolist()
+    fresh = np.flatnonzero(slots < 0)
     started_sequences = 0
-    if fresh:
+    if len(fresh):
         started = time.perf_counter()
         slots = slots.copy()
-        parts = samples.partitions
-        for i in fresh:
-            slot = table.slot_of(keys[i])  # a key's later samples find the slot its first took
-            if slot is None:
-                slot = table.allocate(keys[i], int(parts[i]))
-                started_sequences += 1
-            slots[i] = slot
+        # A key's later samples take the slot its first took (its samples share a partition).
+        first: dict[str, int] = {}
+        for i in fresh.tolist():
+            first.setdefault(keys[i], i)
+        names = list(first)
+        at = np.fromiter(first.values(), np.intp, len(first))
+        new_slots = table.allocate_many(names, samples.partitions[at].astype(np.int32))
+        given = dict(zip(names, new_slots.tolist(), strict=True))
+        slots[fresh] = [given[keys[i]] for i in fresh.tolist()]
+        started_sequences = len(names)
         slot_seconds += time.perf_counter() - started
 
     waves = 1 if ranks is None or not n else int(ranks.max()) + 1
     step_seconds = 0.0
     if waves == 1:
         step_seconds, y = _wave(step_fn, table, slots, samples.features)
-        steps = table.record_one_step(keys, slots, samples.offsets, samples.times, y)
+        steps = table.record_one_step(slots, samples.offsets, samples.times, y)
     else:
         assert ranks is not None
         y = np.empty((n, step_fn.n_outputs), np.float32)
@@ -177,7 +180,6 @@ def _apply(
             seconds, y[at] = _wave(step_fn, table, slots[at], samples.features[at])
             step_seconds += seconds
             steps[at] = table.record_one_step(
-                [keys[i] for i in at.tolist()],
                 slots[at],
                 samples.offsets[at],
                 samples.times[at],

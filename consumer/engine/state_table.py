@@ -5,7 +5,8 @@ count, the last input offset applied to it, its last output, its input partition
 last seen: the record time (Kafka timestamp) of its newest applied record, restored from the
 changelog, so idleness is judged on when samples were produced, not on when a worker read them.
 Arrays grow by doubling and released slots are reused through a free list, so a million sequences
-cost a few hundred bytes each instead of a Python object per tensor.
+cost a few hundred bytes each instead of a Python object per tensor; keys are found through a
+`KeyIndex` of numpy arrays, not a dictionary of Python strings and ints.
 
 Keys that ended (end marker, max steps, idle eviction) are remembered with the offset they ended at
 until their tombstone is durable: a crash between writing the end to the changelog and committing
@@ -14,9 +15,6 @@ the input offsets must not turn the replayed records into a new sequence.
 
 from __future__ import annotations
 
-import contextlib
-import itertools
-import mmap
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,11 +23,22 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from consumer.engine.key_index import KeyIndex
+from consumer.engine.mapped_arrays import grown, map_rows, reserved
 from consumer.model.step import Float32Array
 
 _INITIAL_CAPACITY = 1024
 _Offsets = TypeVar("_Offsets", int, npt.NDArray[np.int64])
 _G = TypeVar("_G", bound=np.generic)
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What changed since the last `take_changes`, for the changelog: the slots whose state
+    changed (in slot order) and the keys that ended."""
+
+    slots: npt.NDArray[np.intp]
+    ended: set[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,29 +70,32 @@ class StateTable:
         self.last_output: Float32Array = np.zeros((cap, n_outputs), np.float32)
         self.partition: npt.NDArray[np.int32] = np.zeros(cap, np.int32)
         self.in_use: npt.NDArray[np.bool_] = np.zeros(cap, np.bool_)
-        self._slots: dict[str, int] = {}
-        self._keys: list[str | None] = [None] * cap
+        # Slots whose state changed since the last `take_changes`: a flag per slot, not a set of
+        # keys (a Python string a key between checkpoints).
+        self.changed: npt.NDArray[np.bool_] = np.zeros(cap, np.bool_)
+        self._index = KeyIndex(cap)
         self._free: list[int] = []
         self._high_water = 0
         # Rows whose memory is mapped and, past the high-water mark, holds each array's fill;
         # rows past it are reserved address space only (a restore reserves its rows at once).
         self._mapped = cap
         self._bound = 0  # while restoring: the most rows the restores can fill (`expect`)
-        # Keys whose state changed since the last `take_dirty`, for the changelog.
-        self.dirty: set[str] = set()
+        self._any_changed = False
+        # Keys that ended since the last `take_changes` (their end goes to the changelog).
+        self.ended_changed: set[str] = set()
         self.ended: dict[str, EndedKey] = {}
         # Per input partition, the newest record time read from it (seconds): its stream time.
         self.stream_time: dict[int, float] = {}
 
     def __len__(self) -> int:
-        return len(self._slots)
+        return len(self._index)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._slots
+        return isinstance(key, str) and self._index.get(key) is not None
 
     @property
     def capacity(self) -> int:
-        return len(self._keys)
+        return len(self.steps)
 
     @property
     def mapped_rows(self) -> int:
@@ -91,21 +103,25 @@ class StateTable:
         return self._mapped
 
     def slot_of(self, key: str) -> int | None:
-        return self._slots.get(key)
+        return self._index.get(key)
 
     def slots_of(self, keys: Sequence[str]) -> npt.NDArray[np.intp]:
         """Each key's slot, -1 for a key without one."""
-        return np.fromiter(map(self._slots.get, keys, itertools.repeat(-1)), np.intp, len(keys))
+        return self._index.lookup(keys)
 
     def key_of(self, slot: int) -> str | None:
-        return self._keys[slot]
+        return self._index.key_of(slot)
+
+    def raw_keys(self, slots: npt.NDArray[np.intp]) -> list[bytes]:
+        """The UTF-8 bytes of the keys at these slots (each must hold one)."""
+        return self._index.raw_keys(slots)
 
     def active_keys(self) -> list[str]:
-        return list(self._slots)
+        return [k for k in map(self._index.key_of, self._index.slots().tolist()) if k is not None]
 
     def allocate(self, key: str, partition: int) -> int:
         """A zeroed slot for a key that has none (a new sequence)."""
-        if key in self._slots:
+        if key in self:
             raise KeyError(f"key {key!r} already has a slot")
         if self._free:
             slot = self._free.pop()
@@ -113,8 +129,7 @@ class StateTable:
             self._make_room(self._high_water + 1)
             slot = self._high_water
             self._high_water += 1
-        self._slots[key] = slot
-        self._keys[slot] = key
+        self._index.add(key, slot)
         self.in_use[slot] = True
         self.partition[slot] = partition
         self.last_seen[slot] = 0.0  # a reused slot must not inherit its last key's time
@@ -124,61 +139,51 @@ class StateTable:
 
     def claim(self, keys: Sequence[str], partitions: npt.NDArray[np.int32]) -> npt.NDArray[np.intp]:
         """A slot for each of these distinct keys, its own or a new one, on its partition. A new
-        slot is not zeroed: the caller writes every field (a restore does)."""
-        slots = self._claim_each(keys) if self._free else self._claim_fresh(keys)
+        slot is not zeroed: the caller writes every field (a restore does). New keys take free
+        slots first, then the rows past the high-water mark in order (a restore's run of new
+        keys is then one slice of rows)."""
+        slots = self._index.lookup(keys)
+        new = np.flatnonzero(slots < 0)
+        if len(new):
+            fresh = [keys[i] for i in new.tolist()]
+            numbers = self._take_slots(len(fresh))
+            slots[new] = numbers
+            self._index.insert(fresh, numbers)
+            if self.ended:
+                for key in fresh:
+                    self.ended.pop(key, None)
         self.in_use[slots] = True
         self.partition[slots] = partitions
         return slots
 
-    def _claim_fresh(self, keys: Sequence[str]) -> npt.NDArray[np.intp]:
-        """No free slot, as in a restore: new keys take the rows past the high-water mark, in
-        order. Where the rows are there, one dictionary call per key, `setdefault`, which finds a
-        known key's slot and numbers a new one at once (asking first, then inserting, took half
-        as long again); where the table must grow, the new keys are counted first, so that keys
-        already known grow nothing."""
-        n, first = len(keys), self._high_water
-        numbered = first + n <= self._mapped
-        if numbered:
-            slots = np.fromiter(
-                map(self._slots.setdefault, keys, range(first, first + n)), np.intp, n
-            )
-            new = slots == np.arange(first, first + n, dtype=np.intp)
-        else:
-            slots = self.slots_of(keys)
-            new = slots < 0
-            self._make_room(first + int(np.count_nonzero(new)))
-        if numbered and new.all():
-            fresh = list(keys)
-        else:  # known keys keep their slots, new ones are numbered without gaps
-            at = np.flatnonzero(new)
-            fresh = [keys[i] for i in at.tolist()]
-            numbers = range(first, first + len(fresh))
-            slots[at] = numbers
-            self._slots.update(zip(fresh, numbers, strict=True))
-        self._keys[first : first + len(fresh)] = fresh
-        self._high_water += len(fresh)
+    def allocate_many(
+        self, keys: Sequence[str], partitions: npt.NDArray[np.int32]
+    ) -> npt.NDArray[np.intp]:
+        """Zeroed slots for distinct keys that have none (new sequences), as `allocate` each."""
+        slots = self._take_slots(len(keys))
+        self._index.insert(keys, slots)
+        self.in_use[slots] = True
+        self.partition[slots] = partitions
+        self.last_seen[slots] = 0.0
+        for arr in self.states:
+            arr[slots] = 0.0
+        self.steps[slots] = 0
+        self.last_output[slots] = 0.0
         if self.ended:
-            for key in fresh:
+            for key in keys:
                 self.ended.pop(key, None)
         return slots
 
-    def _claim_each(self, keys: Sequence[str]) -> npt.NDArray[np.intp]:
-        """Free slots first (a table that ended sequences), then rows past the high-water mark."""
-        slots = self.slots_of(keys)
-        new = np.flatnonzero(slots < 0).tolist()
-        self._make_room(self._high_water + len(new) - len(self._free))
-        for i in new:
-            key = keys[i]
-            if self._free:
-                slot = self._free.pop()
-            else:
-                slot = self._high_water
-                self._high_water += 1
-            self._slots[key] = slot
-            self._keys[slot] = key
-            self.ended.pop(key, None)
-            slots[i] = slot
-        return slots
+    def _take_slots(self, n: int) -> npt.NDArray[np.intp]:
+        """`n` slots for new keys: free ones first, then rows past the high-water mark."""
+        reused = [self._free.pop() for _ in range(min(n, len(self._free)))]
+        rest = n - len(reused)
+        first = self._high_water
+        self._make_room(first + rest)
+        self._high_water += rest
+        return np.concatenate(
+            [np.asarray(reused, np.intp), np.arange(first, first + rest, dtype=np.intp)]
+        )
 
     def expect(self, keys: int) -> None:
         """A restore will add at most this many keys (it reads this many records). Until `fit`,
@@ -208,18 +213,22 @@ class StateTable:
 
     def release(self, key: str) -> None:
         """Forget a key's state (its slot returns to the free list)."""
-        slot = self._slots.pop(key)
-        self._keys[slot] = None
+        slot = self._index.discard(key)
+        if slot is None:
+            raise KeyError(key)
         self.in_use[slot] = False
+        self.changed[slot] = False
         self.last_offset[slot] = -1
         self._free.append(slot)
 
     def end(self, key: str, offset: int) -> None:
         """Release a key whose sequence ended, remembering where, until its tombstone is durable."""
-        slot = self._slots[key]
+        slot = self._index.get(key)
+        if slot is None:
+            raise KeyError(key)
         self.ended[key] = EndedKey(int(self.partition[slot]), offset)
         self.release(key)
-        self.dirty.add(key)
+        self.mark_ended(key)
 
     def gather_states(self, slots: npt.NDArray[np.intp]) -> list[Float32Array]:
         """Copies of these slots' state rows, one array per state tensor."""
@@ -246,11 +255,10 @@ class StateTable:
         self.last_seen[slot] = seen
         if last_output is not None:
             self.last_output[slot] = last_output
-        self.dirty.add(key)
+        self.changed[slot] = self._any_changed = True
 
     def record_one_step(
         self,
-        keys: Sequence[str],
         slots: npt.NDArray[np.intp],
         offsets: npt.NDArray[np.int64],
         seen: npt.NDArray[np.float64],
@@ -262,29 +270,60 @@ class StateTable:
         self.last_offset[slots] = offsets
         self.last_seen[slots] = np.maximum(self.last_seen[slots], seen)
         self.last_output[slots] = outputs
-        self.dirty.update(keys)
+        self.changed[slots] = self._any_changed = True
         return steps
 
+    def mark_changed(self, key: str) -> None:
+        """The key's state is to be written to the changelog at the next snapshot."""
+        slot = self._index.get(key)
+        if slot is None:
+            raise KeyError(key)
+        self.changed[slot] = self._any_changed = True
+
+    def mark_ended(self, key: str) -> None:
+        """The key's end (in `ended`) is to be written to the changelog at the next snapshot."""
+        self.ended_changed.add(key)
+
+    def has_changes(self) -> bool:
+        return self._any_changed or bool(self.ended_changed)
+
+    def take_changes(self) -> Changes:
+        hw = self._high_water
+        slots = np.flatnonzero(self.changed[:hw]) if self._any_changed else np.zeros(0, np.intp)
+        self.changed[slots] = False
+        self._any_changed = False
+        ended, self.ended_changed = self.ended_changed, set()
+        return Changes(slots, ended)
+
+    @property
+    def dirty(self) -> set[str]:
+        """The keys `take_changes` would hand over (changed states and ends), as strings."""
+        hw = self._high_water
+        keys = {self._index.key_of(s) for s in np.flatnonzero(self.changed[:hw]).tolist()}
+        return {k for k in keys if k is not None} | self.ended_changed
+
     def take_dirty(self) -> set[str]:
-        taken, self.dirty = self.dirty, set()
-        return taken
+        """`dirty`, taken: what `take_changes` does, as strings."""
+        keys = self.dirty
+        self.take_changes()
+        return keys
 
     def drop_partitions(self, partitions: Iterable[int]) -> int:
         """Forget every key of these input partitions (revoked or lost); returns how many."""
         wanted = np.fromiter(partitions, np.int32)
         hw = self._high_water
         mask = self.in_use[:hw] & np.isin(self.partition[:hw], wanted)
-        dropped = 0
-        for slot in np.flatnonzero(mask).tolist():
-            key = self._keys[slot]
-            assert key is not None
-            self.release(key)
-            self.dirty.discard(key)
-            dropped += 1
+        slots = np.flatnonzero(mask)
+        self._index.remove(slots)
+        self.in_use[slots] = False
+        self.changed[slots] = False  # their pending changelog work goes with them
+        self.last_offset[slots] = -1
+        self._free.extend(slots.tolist())
+        dropped = len(slots)
         wanted_set = set(wanted.tolist())
         for key in [k for k, e in self.ended.items() if e.partition in wanted_set]:
             del self.ended[key]
-            self.dirty.discard(key)
+            self.ended_changed.discard(key)
         for p in wanted_set:
             self.stream_time.pop(p, None)
         return dropped
@@ -316,17 +355,11 @@ class StateTable:
         return np.flatnonzero(self.in_use[:hw] & (self.last_seen[:hw] < bound[parts]))
 
     def nbytes(self) -> int:
-        """Memory held for the table, keys and bookkeeping included (an estimate for the keys)."""
+        """Memory held for the table, its key index and bookkeeping included."""
         # Reserved rows not mapped yet cost address space only.
         total = sum(a.nbytes for a in self._arrays()) * self._mapped // max(self.capacity, 1)
-        total += sys.getsizeof(self._slots) + sys.getsizeof(self._keys)
+        total += self._index.nbytes()
         total += sys.getsizeof(self._free) + sys.getsizeof(self.ended)
-        # Key strings and slot ints: sample rather than walk a million objects.
-        n = len(self._slots)
-        if n:
-            sample = list(itertools.islice(self._slots.items(), 256))
-            per_key = sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in sample) / len(sample)
-            total += int(per_key * n)
         return total
 
     def _make_room(self, rows: int) -> None:
@@ -352,7 +385,7 @@ class StateTable:
         hw = self._high_water
 
         def resized(arr: npt.NDArray[_G], fill: float | bool) -> npt.NDArray[_G]:
-            return _reserved(arr, rows, hw) if reserve else _grown(arr, rows, hw, fill, populate)
+            return reserved(arr, rows, hw) if reserve else grown(arr, rows, hw, fill, populate)
 
         self.states = [resized(a, 0.0) for a in self.states]
         self.steps = resized(self.steps, 0)
@@ -361,18 +394,16 @@ class StateTable:
         self.last_output = resized(self.last_output, 0.0)
         self.partition = resized(self.partition, 0)
         self.in_use = resized(self.in_use, False)
+        self.changed = resized(self.changed, False)
         self._mapped = hw if reserve else rows
-        if rows > len(self._keys):
-            self._keys.extend([None] * (rows - len(self._keys)))
-        else:
-            del self._keys[rows:]
+        self._index.resize(rows)
 
     def _map_rows(self, stop: int) -> None:
         """Map rows up to `stop`, in one call an array, and write the fill of the one array whose
         fill is not zero (a reserved row reads as zero)."""
         start = self._mapped
         for arr in self._arrays():
-            _map(arr, start, stop)
+            map_rows(arr, start, stop)
         self.last_offset[start:stop] = -1
         self._mapped = stop
 
@@ -385,80 +416,8 @@ class StateTable:
             self.last_output,
             self.partition,
             self.in_use,
+            self.changed,
         ]
-
-
-def _grown(
-    arr: npt.NDArray[_G], rows: int, used: int, fill: float | bool, populate: bool
-) -> npt.NDArray[_G]:
-    """`arr` with `rows` rows; only the `used` rows are copied, as every row past them still holds
-    `fill`. Zeros come from calloc: new rows cost no memory, nor time to write, until used (so
-    growing a table several times before it fills costs nothing), unless `populate`."""
-    shape = (rows, *arr.shape[1:])
-    out = _populated_zeros(shape, arr.dtype) if populate else np.zeros(shape, arr.dtype)
-    out[:used] = arr[:used]
-    if fill:
-        out[used:] = fill
-    return out
-
-
-_MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux only
-_MADV_POPULATE_WRITE = 23  # Linux 5.14; the mmap module names it only from Python 3.13
-
-
-def _populated_zeros(shape: tuple[int, ...], dtype: np.dtype[_G]) -> npt.NDArray[_G]:
-    """Zeros whose memory is mapped at once: one call instead of a fault per page."""
-    return _anonymous_zeros(shape, dtype, populate=True)
-
-
-def _reserved(arr: npt.NDArray[_G], rows: int, used: int) -> npt.NDArray[_G]:
-    """`arr` with `rows` rows of address space, of which only the `used` rows, copied, are
-    mapped; the others read as zeros and cost no memory until `_map` maps them."""
-    out = _anonymous_zeros((rows, *arr.shape[1:]), arr.dtype, populate=False)
-    _map(out, 0, used)
-    out[:used] = arr[:used]
-    return out
-
-
-def _anonymous_zeros(
-    shape: tuple[int, ...], dtype: np.dtype[_G], *, populate: bool
-) -> npt.NDArray[_G]:
-    """Zeros in an anonymous mapping of their own, mapped at once if `populate`; calloc's zeros
-    (unmapped until written, too) where the array is under a page or the system is not Linux."""
-    size = int(np.prod(shape)) * dtype.itemsize
-    if not _MAP_POPULATE or size < mmap.PAGESIZE:
-        return np.zeros(shape, dtype)
-    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | (_MAP_POPULATE if populate else 0)
-    # The array holds the mapping; it is unmapped when the array goes.
-    return np.frombuffer(mmap.mmap(-1, size, flags=flags), dtype).reshape(shape)
-
-
-def _map(arr: npt.NDArray[np.generic], start: int, stop: int) -> None:
-    """Map the memory of rows `start` to `stop` of a reserved array in one call (or, where the
-    kernel cannot, with a write to each page not mapped yet: rows before `start` hold data)."""
-    if stop <= start:
-        return
-    row = arr.strides[0]
-    first, end = start * row, stop * row
-    mapping = _mapping_of(arr)
-    if mapping is not None:
-        page = mmap.PAGESIZE
-        with contextlib.suppress(OSError):  # a kernel before 5.14: the writes below
-            at = first - first % page
-            mapping.madvise(_MADV_POPULATE_WRITE, at, min(end, len(mapping)) - at)
-            return
-    raw = arr.reshape(-1).view(np.uint8)
-    unmapped = -(-first // mmap.PAGESIZE) * mmap.PAGESIZE  # the first page no row before uses
-    raw[unmapped : end : mmap.PAGESIZE] = 0
-
-
-def _mapping_of(arr: npt.NDArray[np.generic]) -> mmap.mmap | None:
-    base: object = arr
-    while isinstance(base, np.ndarray):
-        base = base.base
-    if isinstance(base, memoryview):
-        base = base.obj
-    return base if isinstance(base, mmap.mmap) else None
 
 
 def replayed(offset: _Offsets, last_offset: _Offsets) -> bool | npt.NDArray[np.bool_]:

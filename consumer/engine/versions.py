@@ -95,7 +95,7 @@ class ModelVersions:
 
     def take_dirty(self) -> None:
         for e in self.engines():
-            e.table.take_dirty()
+            e.table.take_changes()
 
     # -- scoring -------------------------------------------------------------------------------
 
@@ -207,7 +207,7 @@ class ModelVersions:
         gone = [
             v
             for v, e in self.draining.items()
-            if not len(e.table) and not e.table.ended and not e.table.dirty
+            if not len(e.table) and not e.table.ended and not e.table.has_changes()
         ]
         for v in gone:
             del self.draining[v]
@@ -317,7 +317,7 @@ class ModelVersions:
         )
         for key, part, offset in zip(out.keys, out.partitions, out.offsets, strict=True):
             table.ended[key] = EndedKey(part, offset)
-            table.dirty.add(key)
+            table.mark_ended(key)
         return BatchResult(out, 0, 0, 0, 0, Counter({reason: len(idx)}), 0.0)
 
     def take_finals(self) -> Results:

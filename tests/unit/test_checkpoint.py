@@ -148,7 +148,7 @@ def test_each_step_of_a_checkpoint_is_timed(transactional: bool) -> None:
 def _live(m: Made, key: str, partition: int, value: float) -> None:
     slot = m.table.allocate(key, partition)
     m.table.states[0][slot] = value
-    m.table.dirty.add(key)
+    m.table.mark_changed(key)
 
 
 def _changelog(m: Made) -> list[tuple[bytes | None, int]]:
@@ -211,7 +211,7 @@ def test_a_checkpoint_that_is_not_pipelined_writes_what_a_pipelined_one_left_fir
     _live(m, "k", 0, 1.0)
     m.checkpointer.checkpoint(m.consumer, {0: 5}, {0}, pipelined=True)
     m.table.states[0][m.table.slot_of("k")] = 2.0
-    m.table.dirty.add("k")
+    m.table.mark_changed("k")
     assert m.checkpoint({0: 6}) == "committed"
     assert consumer.commits == [[(0, 6)]] and m.checkpointer.behind == {}
     values = [r.value for r in m.producers[0].committed if r.topic == CHANGELOG]
