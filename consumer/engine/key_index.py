@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -201,6 +201,56 @@ class KeyIndex:
             return result
         words, lengths = _as_words(keys, chars)
         pos, prints = self._bucket_of(words, lengths)
+        return self._probe(keys, words, lengths, pos.copy(), prints)
+
+    def lookup_or_insert(self, keys: Sequence[str], take: Callable[[int], Slots]) -> Slots:
+        """Each of these distinct keys' slot; keys without one are indexed at `take(count)`
+        slots, in order (`lookup` and `insert` in one pass: the keys are hashed once)."""
+        n = len(keys)
+        chars = np.fromiter(map(len, keys), np.int64, n)
+        if n <= _FEW or int(chars.max(initial=0)) > _WIDE or not self._used:
+            result = self.lookup(keys)
+            new = np.flatnonzero(result < 0)
+            if len(new):
+                result[new] = numbers = take(len(new))
+                self.insert([keys[i] for i in new.tolist()], numbers)
+            return result
+        words, lengths = _as_words(keys, chars)
+        pos, prints = self._bucket_of(words, lengths)
+        result = self._probe(keys, words, lengths, pos.copy(), prints)
+        new = np.flatnonzero(result < 0)
+        if len(new):
+            result[new] = numbers = take(len(new))
+            self._check_new(numbers, lengths[new])
+            self._store(numbers, words[new], lengths[new])
+            if self._crowded(len(new)):
+                self._rebuild(self._used + len(new))  # places the new keys too
+            else:
+                self._place(numbers, pos[new], prints[new])
+        return result
+
+    def expect(self, more: int) -> None:
+        """`more` keys are about to be added (a restore): room for them in the buckets now,
+        rather than a rebuild at every doubling on the way."""
+        if self._crowded(more):
+            self._rebuild(self._used + more)
+
+    def fit(self) -> None:
+        """Buckets sized for the keys there are, after an `expect` that overestimated."""
+        if len(self._buckets) > _MIN_BUCKETS and 25 * self._used < 6 * len(self._buckets):
+            self._rebuild(self._used)
+
+    def _probe(
+        self,
+        keys: Sequence[str],
+        words: Words,
+        lengths: Lengths,
+        pos: Slots,
+        prints: npt.NDArray[np.int64],
+    ) -> Slots:
+        """`lookup` for keys hashed already (`pos` is overwritten)."""
+        n = len(keys)
+        result = np.full(n, -1, np.intp)
         mask = len(self._buckets) - 1
         window = np.arange(_WINDOW)
         todo = np.arange(n)
@@ -245,12 +295,7 @@ class KeyIndex:
             self.insert([keys[i] for i in narrow.tolist()], slots[narrow])
             return
         words, lengths = _as_words(keys, chars)
-        if int(lengths.min()) < 1 or int(lengths.max()) > _MAX_KEY_LENGTH:
-            raise ValueError(f"a key must be 1 to {_MAX_KEY_LENGTH} bytes of UTF-8")
-        if int(slots.max()) >= self.capacity:
-            raise ValueError(f"slot {int(slots.max())} is past the capacity {self.capacity}")
-        if np.count_nonzero(self._length[slots]):
-            raise ValueError("a slot given already holds a key")
+        self._check_new(slots, lengths)
         self._store(slots, words, lengths)
         if self._crowded(m):
             self._rebuild(self._used + m)  # places the new keys too
@@ -323,6 +368,14 @@ class KeyIndex:
         same &= equal.all(axis=1)
         return same
 
+    def _check_new(self, slots: Slots, lengths: Lengths) -> None:
+        if int(lengths.min()) < 1 or int(lengths.max()) > _MAX_KEY_LENGTH:
+            raise ValueError(f"a key must be 1 to {_MAX_KEY_LENGTH} bytes of UTF-8")
+        if int(slots.max()) >= self.capacity:
+            raise ValueError(f"slot {int(slots.max())} is past the capacity {self.capacity}")
+        if np.count_nonzero(self._length[slots]):
+            raise ValueError("a slot given already holds a key")
+
     def _store(self, slots: Slots, words: Words, lengths: Lengths) -> None:
         """Append the keys' words to the arena and point their slots at them."""
         counts = -(-lengths // 4)
@@ -336,9 +389,9 @@ class KeyIndex:
         self._end += total
 
     def _reserve(self, more: int) -> None:
-        """Arena room for `more` words past its end (growing by a quarter)."""
+        """Arena room for `more` words past its end (growing by half)."""
         if self._end + more > len(self._arena):
-            size = max(self._end + more, len(self._arena) * 5 // 4)
+            size = max(self._end + more, len(self._arena) * 3 // 2)
             if size > 2**32:
                 raise MemoryError("the keys' bytes are past 16 GiB")
             grown = anonymous_zeros((size,), _WORD)
@@ -352,13 +405,15 @@ class KeyIndex:
         while todo.size:
             at = pos[todo]
             free = self._buckets[at] < 0
-            # Keys of this batch that want one bucket: the first takes it, the others go on.
-            buckets, first = np.unique(at[free], return_index=True)
-            winners = todo[free][first]
-            self._tombstones -= int(np.count_nonzero(self._buckets[buckets] == _TOMBSTONE))
-            self._buckets[buckets] = prints[winners] << _SLOT_BITS | slots[winners]
+            # Keys of this batch that want one bucket all write it; the one whose entry is
+            # read back holds it, the others go on.
+            cand, into = todo[free], at[free]
+            was_tombstone = self._buckets[into] == _TOMBSTONE
+            self._buckets[into] = prints[cand] << _SLOT_BITS | slots[cand]
+            held = self._buckets[into] & _SLOT_MASK == slots[cand]
+            self._tombstones -= int(np.count_nonzero(was_tombstone & held))
             placed = np.zeros(len(slots), np.bool_)
-            placed[winners] = True
+            placed[cand[held]] = True
             going = ~placed[todo]
             todo = todo[going]
             pos[todo] = (at[going] + 1) & mask

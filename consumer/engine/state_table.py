@@ -142,15 +142,11 @@ class StateTable:
         slot is not zeroed: the caller writes every field (a restore does). New keys take free
         slots first, then the rows past the high-water mark in order (a restore's run of new
         keys is then one slice of rows)."""
-        slots = self._index.lookup(keys)
-        new = np.flatnonzero(slots < 0)
-        if len(new):
-            fresh = [keys[i] for i in new.tolist()]
-            numbers = self._take_slots(len(fresh))
-            slots[new] = numbers
-            self._index.insert(fresh, numbers)
-            if self.ended:
-                for key in fresh:
+        known = self._high_water - len(self._free)
+        slots = self._index.lookup_or_insert(keys, self._take_slots)
+        if self.ended and len(self._index) > known:
+            for key, slot in zip(keys, slots.tolist(), strict=True):
+                if not self.in_use[slot]:  # a new key
                     self.ended.pop(key, None)
         self.in_use[slots] = True
         self.partition[slots] = partitions
@@ -193,6 +189,7 @@ class StateTable:
         to its host): no rows are copied and no memory is mapped twice while it grows."""
         if keys:
             self._bound = max(self._bound, self._high_water) + keys
+            self._index.expect(keys)
 
     def fit(self) -> None:
         """The restores are over: rows they mapped and did not fill (a changelog not yet
@@ -200,6 +197,7 @@ class StateTable:
         if not self._bound:
             return
         self._bound = 0
+        self._index.fit()
         rows = max(self._high_water, _INITIAL_CAPACITY)
         if self.capacity > rows + rows // 4:
             self._resize(rows, populate=True)

@@ -14,7 +14,8 @@ from consumer.engine.key_index import KeyIndex
 _KEYS = st.text(alphabet=["a", "b", "\x00", "é", "中", "😀"], min_size=1, max_size=9)
 _OPS = st.lists(
     st.tuples(
-        st.sampled_from(["insert", "add", "remove", "discard"]), st.lists(_KEYS, max_size=40)
+        st.sampled_from(["insert", "add", "claim", "remove", "discard", "expect", "fit"]),
+        st.lists(_KEYS, max_size=40),
     ),
     max_size=40,
 )
@@ -36,7 +37,23 @@ class _Model:
         return [self.free.pop() for _ in range(n)]
 
     def apply(self, op: str, keys: list[str]) -> None:
-        if op in ("insert", "add"):
+        if op == "expect":
+            self.index.expect(len(keys) * 50)
+        elif op == "fit":
+            self.index.fit()
+        elif op == "claim":  # known keys keep their slots, new ones take slots in order
+            distinct = list(dict.fromkeys(keys))
+            taken: list[int] = []
+
+            def take(n: int) -> np.ndarray:
+                taken.extend(self.take(n))
+                return np.asarray(taken[-n:], np.intp)
+
+            got = self.index.lookup_or_insert(distinct, take).tolist()
+            new = [k for k in distinct if k not in self.expected]
+            self.expected.update(zip(new, taken, strict=True))
+            assert got == [self.expected[k] for k in distinct]
+        elif op in ("insert", "add"):
             new = [k for k in dict.fromkeys(keys) if k not in self.expected]
             slots = self.take(len(new))
             if op == "insert":
