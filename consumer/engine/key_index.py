@@ -482,18 +482,16 @@ def _as_words(keys: Sequence[str], chars: Lengths) -> tuple[Words, Lengths]:
     """The keys' UTF-8 bytes as rows of little-endian words, zero-padded, and their lengths
     (`chars`: their lengths in characters)."""
     n = len(keys)
-    text = np.array(keys, dtype=np.str_)
-    width = text.dtype.itemsize // 4
-    codes = text.view(np.uint32).reshape(n, width)
-    if width and int(codes.max()) < 128:  # ASCII: a byte per character
-        lengths = chars
-        matrix = np.zeros((n, -(-width // 4) * 4), np.uint8)
-        matrix[:, :width] = codes
-    else:
-        raw = [k.encode() for k in keys]
-        lengths = np.fromiter(map(len, raw), np.int64, n)
-        longest = int(lengths.max(initial=0))
-        matrix = np.zeros((n, -(-longest // 4) * 4), np.uint8)
-        if longest:
-            matrix[:, :longest] = np.array(raw, f"S{longest}").view(np.uint8).reshape(n, longest)
+    width = -(-int(chars.max(initial=0)) // 4) * 4
+    try:  # ASCII, a byte per character: numpy encodes them itself, in one pass
+        matrix = np.array(keys, dtype=f"S{max(width, 4)}").view(np.uint8).reshape(n, -1)
+        return matrix.view(_WORD), chars
+    except UnicodeEncodeError:
+        pass
+    raw = [k.encode() for k in keys]
+    lengths = np.fromiter(map(len, raw), np.int64, n)
+    longest = int(lengths.max(initial=0))
+    matrix = np.zeros((n, -(-longest // 4) * 4), np.uint8)
+    if longest:
+        matrix[:, :longest] = np.array(raw, f"S{longest}").view(np.uint8).reshape(n, longest)
     return matrix.view(_WORD), lengths
