@@ -172,7 +172,9 @@ class Runner:
                     self._restore_slice()
                 if self.changelog.unsent():
                     self._send_changelog_slice()
-                self.sink.serve()
+                # Exactly-once, a delivery report can carry the open transaction's fatal error
+                # (a fenced producer): handled as a failed commit, not the worker's end.
+                self._transacting(self.sink.serve)
                 now = time.monotonic()
                 if now >= next_housekeeping:
                     self._transacting(self._housekeeping)

@@ -86,6 +86,7 @@ class FakeProducer:
         self.fail_send_offsets: Exception | None = None
         self.fail_produce: Exception | None = None
         self.fail_abort: Exception | None = None
+        self.fail_poll: Exception | None = None  # raised once by poll
         self.stuck = threading.Event()  # set: send_offsets_to_transaction waits for `release`
         self.release = threading.Event()
 
@@ -126,6 +127,9 @@ class FakeProducer:
         self.in_transaction = []
 
     def poll(self, timeout: float = 0) -> int:
+        if self.fail_poll is not None:
+            exc, self.fail_poll = self.fail_poll, None
+            raise exc
         purged, self.purged = self.purged, []
         for record in purged:
             msg = FakeMessage(record.key, record.value, partition=record.partition, offset=-1,

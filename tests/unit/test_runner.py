@@ -186,6 +186,28 @@ def test_a_produce_refused_by_a_failed_transaction_is_a_failed_commit() -> None:
     assert not f.runner.checkpointer.in_transaction
 
 
+def test_a_fenced_producers_error_raised_by_poll_between_batches_replaces_the_producer() -> None:
+    # After a partition leader was killed, the transactional producer was fenced and its fatal
+    # error came out of the poll that serves delivery reports between batches: the worker died
+    # of it instead of aborting and replacing the producer, as a failed commit does.
+    f = make_runner("exactly-once", commit_interval_ms=60_000)
+    fenced = KafkaException(KafkaError(KafkaError._FENCED, "injected", fatal=True))
+
+    def hook(consumer: FakeConsumer) -> None:
+        if consumer.consumed == 1:
+            consumer.assign_now(0)
+        if consumer.consumed == 3:
+            f.producer.fail_poll = fenced
+        if consumer.consumed == 6:
+            f.runner.stop()
+
+    f.consumer.before_consume = hook
+    f.consumer.batches = [[], [sample("a", 0, 0)], [], [], []]
+    f.runner.run()  # used to raise the KafkaException
+    assert len(f.producers) == 2  # the fenced one replaced
+    assert f.producers[1].calls[0] == "init"  # the new one took over the transactional id
+
+
 def _changelog_states(
     partition: int, keys: list[str], step: int
 ) -> list[tuple[bytes | None, bytes | None]]:
