@@ -161,10 +161,7 @@ class StateTable:
         self.in_use[slots] = True
         self.partition[slots] = partitions
         self.last_seen[slots] = 0.0
-        for arr in self.states:
-            arr[slots] = 0.0
-        self.steps[slots] = 0
-        self.last_output[slots] = 0.0
+        self.clear(slots)
         if self.ended:
             for key in keys:
                 self.ended.pop(key, None)
@@ -202,8 +199,8 @@ class StateTable:
         if self.capacity > rows + rows // 4:
             self._resize(rows, populate=True)
 
-    def clear(self, slot: int) -> None:
-        """Zero a slot's state: the state before a sequence's first sample."""
+    def clear(self, slot: int | npt.NDArray[np.intp]) -> None:
+        """Zero a slot's (or slots') state: the state before a sequence's first sample."""
         for arr in self.states:
             arr[slot] = 0.0
         self.steps[slot] = 0
