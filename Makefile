@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-# Re-install only when the dependency list changes.
+# Re-install only when the dependency list or the C extension changes.
 STAMP := $(VENV)/.install-stamp
 BROKER := bash deploy/kafka/local-kafka.sh
 export KERAS_BACKEND ?= tensorflow
@@ -15,7 +15,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 venv install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml consumer/engine/batch_loops.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 
 from consumer.config import ConfigError, Settings, add_run_arguments, settings_from_args
+from consumer.engine import compiled_loops
 from consumer.http_endpoints import Health, HttpEndpoints
 from consumer.kafka_clients import StartupError, prepare_topics
 from consumer.logging_setup import configure_logging, log_event
@@ -104,6 +105,7 @@ def main(argv: list[str]) -> int:
         "running",
         model_version=step_fn.version,
         products=products,
+        compiled_loops=compiled_loops.BUILT,
         input_partitions=topology.input_partitions,
         metrics_port=endpoints.port if endpoints else None,
     )

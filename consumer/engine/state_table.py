@@ -23,9 +23,13 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from consumer.engine import compiled_loops
 from consumer.engine.key_index import KeyIndex
 from consumer.engine.mapped_arrays import grown, map_rows, reserved
 from consumer.model.step import Float32Array
+
+if compiled_loops.BUILT:
+    from consumer.engine import _batch_loops
 
 _INITIAL_CAPACITY = 1024
 _Offsets = TypeVar("_Offsets", int, npt.NDArray[np.int64])
@@ -57,9 +61,14 @@ class StateTable:
         state_sizes: Sequence[int],
         n_outputs: int,
         initial_capacity: int = _INITIAL_CAPACITY,
+        *,
+        native: bool | None = None,
     ) -> None:
+        """`native`: the compiled loops for lookups, state rows and one-step bookkeeping (None:
+        where built; `consumer.engine.compiled_loops`)."""
         if initial_capacity < 1:
             raise ValueError("initial_capacity must be at least 1")
+        self.native = compiled_loops.choose(native)
         self.state_sizes = tuple(state_sizes)
         self.n_outputs = n_outputs
         cap = initial_capacity
@@ -73,7 +82,7 @@ class StateTable:
         # Slots whose state changed since the last `take_changes`: a flag per slot, not a set of
         # keys (a Python string a key between checkpoints).
         self.changed: npt.NDArray[np.bool_] = np.zeros(cap, np.bool_)
-        self._index = KeyIndex(cap)
+        self._index = KeyIndex(cap, native=self.native)
         self._free: list[int] = []
         self._high_water = 0
         # Rows whose memory is mapped and, past the high-water mark, holds each array's fill;
@@ -227,10 +236,18 @@ class StateTable:
 
     def gather_states(self, slots: npt.NDArray[np.intp]) -> list[Float32Array]:
         """Copies of these slots' state rows, one array per state tensor."""
+        if self.native:
+            rows = [np.empty((len(slots), s), np.float32) for s in self.state_sizes]
+            _batch_loops.gather_rows(self.states, _intp(slots), rows)
+            return rows
         return [np.take(arr, slots, axis=0) for arr in self.states]
 
     def scatter_states(self, slots: npt.NDArray[np.intp], states: Sequence[Float32Array]) -> None:
         """Write state rows back to their slots."""
+        if self.native:
+            wave = [np.ascontiguousarray(r, np.float32) for r in states]
+            _batch_loops.scatter_rows(self.states, _intp(slots), wave)
+            return
         for arr, rows in zip(self.states, states, strict=True):
             arr[slots] = rows
 
@@ -260,7 +277,23 @@ class StateTable:
         outputs: Float32Array,
     ) -> npt.NDArray[np.int32]:
         """Live sequences that each took one sample: their bookkeeping, and their new steps."""
-        steps: npt.NDArray[np.int32] = self.steps[slots] + 1
+        if self.native:
+            steps = np.empty(len(slots), np.int32)
+            _batch_loops.record_one_step(
+                _intp(slots),
+                np.ascontiguousarray(offsets, np.int64),
+                np.ascontiguousarray(seen, np.float64),
+                np.ascontiguousarray(outputs, np.float32),
+                self.steps,
+                self.last_offset,
+                self.last_seen,
+                self.last_output,
+                self.changed,
+                steps,
+            )
+            self._any_changed = True
+            return steps
+        steps = self.steps[slots] + 1
         self.steps[slots] = steps
         self.last_offset[slots] = offsets
         self.last_seen[slots] = np.maximum(self.last_seen[slots], seen)
@@ -420,3 +453,8 @@ def replayed(offset: _Offsets, last_offset: _Offsets) -> bool | npt.NDArray[np.b
     newer than the last one applied to its key's state. Such a record is read again after a
     crash or a rewind, and skipped: its outputs were delivered the first time."""
     return offset <= last_offset
+
+
+def _intp(slots: npt.NDArray[np.integer]) -> npt.NDArray[np.intp]:
+    """Slots as the compiled loops read them: contiguous machine-sized integers."""
+    return np.ascontiguousarray(slots, np.intp)

@@ -1,4 +1,5 @@
-"""`KeyIndex` against a dictionary: the same answers under any sequence of operations."""
+"""`KeyIndex` against a dictionary: the same answers under any sequence of operations, with the
+batch lookup in numpy and in the compiled extension (which `make install` builds)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consumer.engine import compiled_loops
 from consumer.engine.key_index import KeyIndex
 
 # Short keys from a small alphabet collide often on prefixes; NUL, multi-byte characters and
@@ -19,6 +21,8 @@ _OPS = st.lists(
     ),
     max_size=40,
 )
+# Both lookups are tested wherever the tests run: the extension missing fails the native half.
+_NATIVE = pytest.mark.parametrize("native", [False, True], ids=["numpy", "native"])
 
 
 class _Model:
@@ -88,31 +92,36 @@ def _collide(index: KeyIndex) -> KeyIndex:
     return index
 
 
+@_NATIVE
 @settings(max_examples=150, deadline=None)
 @given(_OPS, st.lists(_KEYS, max_size=20))
-def test_answers_as_a_dictionary_does(ops: list[tuple[str, list[str]]], probes: list[str]) -> None:
-    model = _Model(KeyIndex(4, seed=1))
+def test_answers_as_a_dictionary_does(
+    native: bool, ops: list[tuple[str, list[str]]], probes: list[str]
+) -> None:
+    model = _Model(KeyIndex(4, seed=1, native=native))
     for op, keys in ops:
         model.apply(op, keys)
         model.check(probes)
 
 
+@_NATIVE
 @settings(max_examples=60, deadline=None)
 @given(_OPS, st.lists(_KEYS, max_size=20))
 def test_keys_whose_hashes_all_collide_are_told_apart(
-    ops: list[tuple[str, list[str]]], probes: list[str]
+    native: bool, ops: list[tuple[str, list[str]]], probes: list[str]
 ) -> None:
-    model = _Model(_collide(KeyIndex(4, seed=1)))
+    model = _Model(_collide(KeyIndex(4, seed=1, native=native)))
     for op, keys in ops:
         model.apply(op, keys)
         model.check(probes)
 
 
-def test_many_keys_churned_grow_rebuild_and_compact() -> None:
+@_NATIVE
+def test_many_keys_churned_grow_rebuild_and_compact(native: bool) -> None:
     """Enough keys to rebuild the buckets several times and compact the arena, with keys of
     every length up to the longest allowed."""
     rng = np.random.default_rng(5)
-    model = _Model(KeyIndex(0, seed=2))
+    model = _Model(KeyIndex(0, seed=2, native=native))
     names = [f"k{i}-" + "x" * int(rng.integers(0, 60)) for i in range(30_000)]
     model.apply("insert", names)
     longest = ["L" * n for n in (254, 255, 256, 65_535)]
@@ -124,6 +133,33 @@ def test_many_keys_churned_grow_rebuild_and_compact() -> None:
     model.apply("discard", names[1:200:2])
     model.check(names[:100])
     assert model.index._garbage < model.index._end  # compacted at least once along the way
+
+
+@_NATIVE
+def test_a_batch_of_long_odd_and_absent_keys(native: bool) -> None:
+    """Keys longer than any the seeds were drawn for, past the longest a slot can hold, given
+    as a tuple, and in batches small and large: found or -1, as the dictionary says."""
+    index = KeyIndex(8, seed=3, native=native)
+    known = ["a", "b" * 300, "c" * 65_535, "é" * 3]
+    index.insert(known, np.arange(4))
+    probes = (*known, "x" * 70_000, "b" * 299, "c" * 65_534 + "d", "é" * 2 + "e")
+    assert index.lookup(probes).tolist() == [0, 1, 2, 3, -1, -1, -1, -1]
+    many = [f"absent-{i}" for i in range(100)] + ["b" * 300]
+    assert index.lookup(many).tolist() == [-1] * 100 + [1]
+
+
+def test_the_extension_names_a_key_that_is_not_text() -> None:
+    index = KeyIndex(4, native=True)
+    index.add("a", 0)
+    with pytest.raises(TypeError, match="key 1 is bytes, not str"):
+        index.lookup(["a", b"a"] * 10)  # type: ignore[list-item]
+    with pytest.raises(UnicodeEncodeError):
+        index.lookup(["a", "\ud800"] * 10)
+
+
+def test_the_extension_is_built_where_the_tests_run() -> None:
+    assert compiled_loops.BUILT, "consumer.engine._batch_loops is missing: run make install"
+    assert KeyIndex(1).native
 
 
 def test_refuses_keys_it_cannot_hold() -> None:
