@@ -27,6 +27,7 @@ def _build_wheel(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]
         capture_output=True,
         text=True,
         timeout=300,
+        check=False,
     )
 
 
