@@ -7,6 +7,7 @@ LSTM i, f, c, o and GRU z, r, h). Records holding arrays compare by identity (`e
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 from consumer.model.step import Float32Array
@@ -124,11 +125,12 @@ class StepPlan:
     layers: tuple[LayerSpec, ...]
     version: str
 
-    @property
+    # Cached: the step checks its states against these on every call (the plan never changes).
+    @cached_property
     def recurrent(self) -> tuple[RecurrentSpec, ...]:
         return tuple(layer for layer in self.layers if isinstance(layer, RecurrentSpec))
 
-    @property
+    @cached_property
     def state_sizes(self) -> tuple[int, ...]:
         return tuple(size for layer in self.recurrent for size in layer.state_sizes)
 
