@@ -77,12 +77,18 @@ def process_samples(
                 or int(samples.partitions[i]) != gone.partition
             ):
                 eligible[i] = False  # a replay or a stray of an ended sequence: the general path
-    known = np.flatnonzero(~new & eligible)
-    if len(known):
-        at = slots[known]
-        aside = np.asarray(replayed(samples.offsets[known], table.last_offset[at]), np.bool_)
-        aside |= samples.partitions[known] != table.partition[at]
-        eligible[known[aside]] = False  # rare: after a crash, or a stray
+    if not others and not new.any():  # the common batch: every key known, no other records
+        aside = np.asarray(replayed(samples.offsets, table.last_offset[slots]), np.bool_)
+        aside |= samples.partitions != table.partition[slots]
+        if aside.any():
+            eligible[aside] = False  # rare: after a crash, or a stray
+    else:
+        known = np.flatnonzero(~new & eligible)
+        if len(known):
+            at = slots[known]
+            aside = np.asarray(replayed(samples.offsets[known], table.last_offset[at]), np.bool_)
+            aside |= samples.partitions[known] != table.partition[at]
+            eligible[known[aside]] = False
     ranks = None
     if len(set(keys)) != n:
         ranks = _ranks(keys, slots, samples, eligible)

@@ -366,8 +366,12 @@ class StateTable:
         first = int(partitions[0])
         if (partitions == first).all():  # the common case: one partition, no sort
             newest = {first: float(times.max())}
-        else:
-            newest = {int(p): float(times[partitions == p].max()) for p in np.unique(partitions)}
+        else:  # each partition's newest time in one pass, no sort (partition numbers are small)
+            top = np.full(int(partitions.max()) + 1, -np.inf)
+            with np.errstate(invalid="ignore"):  # a NaN time propagates, as max() does
+                np.maximum.at(top, partitions, times)
+            present = np.flatnonzero(np.bincount(partitions, minlength=len(top)))
+            newest = dict(zip(present.tolist(), top[present].tolist(), strict=True))
         for p, t in newest.items():
             if t > clock.get(p, -np.inf):
                 clock[p] = t

@@ -1,10 +1,12 @@
 """The C extension's row and bookkeeping loops on their own: numpy's answers, and a clear error
-instead of a write outside an array."""
+instead of a write outside an array; and the table's per-batch stream time."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consumer.engine import _batch_loops
 from consumer.engine.state_table import StateTable
@@ -68,3 +70,30 @@ def test_arrays_of_the_wrong_shape_or_type_are_refused() -> None:
         _batch_loops.gather_rows(table.states, slots, [np.empty((2, 3), np.float64)] * 2)
     with pytest.raises(TypeError, match="slots: items of 8 bytes"):
         _batch_loops.gather_rows(table.states, slots.astype(np.int32), table.states)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 40), st.floats(allow_nan=True, allow_infinity=True)),
+        min_size=1,
+        max_size=50,
+    ),
+    st.dictionaries(st.integers(0, 40), st.floats(allow_nan=False), max_size=5),
+)
+def test_stream_time_is_each_partitions_newest_record_time(
+    records: list[tuple[int, float]], before: dict[int, float]
+) -> None:
+    """A partition's stream time moves to the newest of its records' times, never back (a NaN
+    among them leaves it where it was, as numpy's max propagates it)."""
+    table = StateTable((1,), 1, 4)
+    table.stream_time.update(before)
+    parts = np.array([p for p, _ in records], np.int64)
+    times = np.array([t for _, t in records], np.float64)
+    table.advance_stream_time(parts, times)
+    expected = dict(before)
+    for p in set(parts.tolist()):
+        newest = float(times[parts == p].max())
+        if newest > expected.get(p, -np.inf):
+            expected[p] = newest
+    assert table.stream_time == expected
