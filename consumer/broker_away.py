@@ -26,6 +26,9 @@ BROKER_AWAY = frozenset(
         KafkaError.NOT_COORDINATOR,
         KafkaError.COORDINATOR_NOT_AVAILABLE,
         KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        # A partition's new leader, just elected, whose high watermark has not caught up yet:
+        # librdkafka does not count it retriable, but it passes within a moment.
+        KafkaError.OFFSET_NOT_AVAILABLE,
     }
 )
 

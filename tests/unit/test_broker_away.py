@@ -19,6 +19,7 @@ from consumer.broker_away import broker_away
         KafkaError.NOT_COORDINATOR,
         KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
         KafkaError._WAIT_COORD,
+        KafkaError.OFFSET_NOT_AVAILABLE,  # a new leader whose high watermark is catching up
     ],
 )
 def test_a_broker_away_is_asked_again(code: int) -> None:

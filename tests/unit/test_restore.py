@@ -221,11 +221,16 @@ def test_a_restore_waits_for_a_changelog_leader() -> None:
     assert stats.records == 0 and reader.asked == 3
 
 
-@pytest.mark.parametrize("code", [KafkaError._DESTROY_BROKER, KafkaError._UNKNOWN_PARTITION])
+@pytest.mark.parametrize(
+    "code",
+    [KafkaError._DESTROY_BROKER, KafkaError._UNKNOWN_PARTITION, KafkaError.OFFSET_NOT_AVAILABLE],
+)
 def test_a_restore_outlives_a_broker_that_died(code: int) -> None:
     # A SIGKILLed broker leaves the cluster's metadata; librdkafka then destroys its handle (a
     # watermark request in flight fails with _DESTROY_BROKER) and knows its partitions no more
     # until their new leaders are in its metadata (_UNKNOWN_PARTITION): the worker exited on both.
+    # The partition's new leader then answers "Leader high watermark is not caught up"
+    # (OFFSET_NOT_AVAILABLE) for a moment: a worker restoring then exited on that too.
     reader = NotYetLeaderReader(refusals=2, code=code)
     table = StateTable((3, 1), 2)
     stats = restore.restore_partitions(
