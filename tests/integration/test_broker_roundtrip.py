@@ -15,14 +15,13 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer
 
 from tests.kafka_harness import (
     NewTopicFactory,
+    QuietReader,
     Record,
     as_record,
     committed_offsets,
     consume_n,
-    consume_until,
     high_watermarks,
     java_partition,
-    reader,
     unique_name,
 )
 
@@ -139,11 +138,13 @@ def _values(messages: list[Message]) -> list[str]:
 def _read_until_marker(
     bootstrap: str, topic: str, partitions: int, isolation: str, marker: str
 ) -> list[str]:
-    consumer = reader(bootstrap, topic, partitions, isolation)
+    """Every record of the topic, read until it is quiet once the marker has shown: stopping at
+    the marker missed the records of partitions the reader had not got to yet."""
+    quiet = QuietReader(bootstrap, topic, partitions, isolation)
     try:
-        got = consume_until(consumer, lambda ms: marker in _values(ms))
+        got = quiet.read_until_quiet(2.0, 60.0, lambda: marker in _values(quiet.received))
     finally:
-        consumer.close()
+        quiet.consumer.close()
     return _values(got)
 
 
