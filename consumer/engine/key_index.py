@@ -218,17 +218,11 @@ class KeyIndex:
 
     def lookup_or_insert(self, keys: Sequence[str], take: Callable[[int], Slots]) -> Slots:
         """Each of these distinct keys' slot; keys without one are indexed at `take(count)`
-        slots, in order (`lookup` and `insert` in one pass: the keys are hashed once)."""
+        slots, in order. In numpy, `lookup` and `insert` in one pass (the keys hashed once); with
+        the compiled lookup, that lookup and then `insert` of the new keys alone."""
         n = len(keys)
-        if self.native:
-            result = self.lookup(keys)
-            new = np.flatnonzero(result < 0)
-            if len(new):
-                result[new] = numbers = take(len(new))
-                self.insert([keys[i] for i in new.tolist()], numbers)
-            return result
-        chars = np.fromiter(map(len, keys), np.int64, n)
-        if n <= _FEW or int(chars.max(initial=0)) > _WIDE or not self._used:
+        chars = None if self.native else np.fromiter(map(len, keys), np.int64, n)
+        if chars is None or n <= _FEW or int(chars.max(initial=0)) > _WIDE or not self._used:
             result = self.lookup(keys)
             new = np.flatnonzero(result < 0)
             if len(new):
