@@ -134,9 +134,8 @@ def _ranks(
     same = g[1:] == g[:-1]
     offsets, parts = samples.offsets[order], samples.partitions[order]
     broken = same & ((offsets[1:] <= offsets[:-1]) | (parts[1:] != parts[:-1]))
-    bad = np.union1d(g[1:][broken], group[~eligible])
-    if len(bad):
-        eligible &= ~np.isin(group, bad)
+    if broken.any() or not eligible.all():  # rare: set operations only then (they cost 10 µs)
+        eligible &= ~np.isin(group, np.union1d(g[1:][broken], group[~eligible]))
     starts = np.flatnonzero(np.concatenate([[True], ~same]))
     sizes = np.diff(np.concatenate([starts, [n]]))
     ranks = np.empty(n, np.intp)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from consumer.model import activations
-from consumer.model.row_blocks import Matmul, make_matmul, padded_rows
+from consumer.model.row_blocks import BufferProducts, Matmul, make_matmul, padded_rows
 from consumer.model.specs import (
     ActivationSpec,
     AffineSpec,
@@ -23,6 +23,7 @@ from consumer.model.specs import (
 from consumer.model.step import Float32Array
 
 _F32 = np.float32
+_ZERO = _F32(0.0)  # made once: building a numpy scalar per call costs as much as a small ufunc
 
 
 class PerStepOp:
@@ -58,6 +59,7 @@ class DenseOp(PerStepOp):
         self.inputs = np.zeros((0, spec.kernel.shape[0]), _F32)
         self.bias = spec.bias
         self.activation = activations.get(spec.activation)
+        self.products = BufferProducts(self.matmul, self.inputs, self.buffer)
 
     @property
     def matmuls(self) -> tuple[Matmul, ...]:
@@ -67,12 +69,13 @@ class DenseOp(PerStepOp):
         capacity = padded_rows(capacity)
         if capacity > self.capacity:
             self.inputs = np.zeros((capacity, self.inputs.shape[1]), _F32)
-        super().ensure(capacity)
+            super().ensure(capacity)
+            self.products = BufferProducts(self.matmul, self.inputs, self.buffer)
 
     def apply(self, x: Float32Array, owned: bool) -> Float32Array:
-        b, whole = x.shape[0], padded_rows(x.shape[0])
+        b = x.shape[0]
         np.copyto(self.inputs[:b], x)
-        self.matmul(self.inputs[:whole], self.buffer[:whole])
+        self.products(padded_rows(b))
         out = self.buffer[:b]
         if self.bias is not None:
             np.add(out, self.bias, out=out)
@@ -123,14 +126,14 @@ class ReluOp(PerStepOp):
             return out
         # relu(x) = clip(x if x > threshold else 0, 0, max_value) - slope * relu(threshold - x)
         np.subtract(self.threshold, x, out=scratch)
-        np.maximum(scratch, _F32(0.0), out=scratch)
+        np.maximum(scratch, _ZERO, out=scratch)
         np.multiply(scratch, self.slope, out=scratch)
         if self.threshold != 0.0:
-            np.copyto(out, np.where(x > self.threshold, x, _F32(0.0)))
+            np.copyto(out, np.where(x > self.threshold, x, _ZERO))
         else:
-            np.maximum(x, _F32(0.0), out=out)
+            np.maximum(x, _ZERO, out=out)
         if self.max_value is not None:
-            np.clip(out, _F32(0.0), self.max_value, out=out)
+            np.clip(out, _ZERO, self.max_value, out=out)
         np.subtract(out, scratch, out=out)
         return out
 
