@@ -15,7 +15,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 venv install: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py consumer/engine/batch_loops.c
+$(STAMP): pyproject.toml setup.py consumer/engine/batch_loops.c consumer/model/cell_loops.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@

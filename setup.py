@@ -10,12 +10,21 @@ import os
 
 from setuptools import Extension, setup
 
+REQUIRED = os.environ.get("LSTM_SCORER_REQUIRE_EXTENSION") == "1"
+
 setup(
     ext_modules=[
         Extension(
             "consumer.engine._batch_loops",
             ["consumer/engine/batch_loops.c"],
-            optional=os.environ.get("LSTM_SCORER_REQUIRE_EXTENSION") != "1",
-        )
+            optional=not REQUIRED,
+        ),
+        Extension(
+            "consumer.model._cell_loops",
+            ["consumer/model/cell_loops.c"],
+            # Bit-equal to numpy only if no product and sum are fused into one rounding.
+            extra_compile_args=["-ffp-contract=off"],
+            optional=not REQUIRED,
+        ),
     ]
 )

@@ -21,7 +21,7 @@ from consumer.http_endpoints import Health, HttpEndpoints
 from consumer.kafka_clients import StartupError, prepare_topics
 from consumer.logging_setup import configure_logging, log_event
 from consumer.metrics import Metrics
-from consumer.model import ModelError, StepFunction, load_step_function
+from consumer.model import ModelError, StepFunction, compiled_cells, load_step_function
 from consumer.model.store import ModelStore
 from consumer.shadow import ShadowScoring
 
@@ -106,6 +106,7 @@ def main(argv: list[str]) -> int:
         model_version=step_fn.version,
         products=products,
         compiled_loops=compiled_loops.BUILT,
+        compiled_cells=compiled_cells.BUILT,
         input_partitions=topology.input_partitions,
         metrics_port=endpoints.port if endpoints else None,
     )

@@ -6,6 +6,8 @@ succeeds and the numpy code, which stays the reference, serves alone. The engine
 
 from __future__ import annotations
 
+from consumer import native_choice
+
 try:
     from consumer.engine import _batch_loops  # noqa: F401  (imported for its presence)
 except ImportError:
@@ -15,11 +17,5 @@ else:
 
 
 def choose(native: bool | None) -> bool:
-    """Whether to use the extension: when built, unless `native` says otherwise; asking for it
-    where it is not built is an error rather than a silent fallback."""
-    if native and not BUILT:
-        raise RuntimeError(
-            "the C extension consumer.engine._batch_loops is not built: install the package "
-            "again where a C compiler is (make install)"
-        )
-    return BUILT if native is None else native
+    """Whether to use the extension (see `consumer.native_choice.choose`)."""
+    return native_choice.choose(native, built=BUILT, module="consumer.engine._batch_loops")

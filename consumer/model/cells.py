@@ -16,10 +16,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from consumer.model import activations
-from consumer.model.row_blocks import Matmul, make_matmul, padded_rows
+from consumer.model import activations, compiled_cells
+from consumer.model.row_blocks import BufferProducts, Matmul, make_matmul, padded_rows
 from consumer.model.specs import RecurrentSpec
 from consumer.model.step import Float32Array
+
+if compiled_cells.BUILT:
+    from consumer.model import _cell_loops
 
 _F32 = np.float32
 
@@ -55,6 +58,7 @@ class RecurrentCell:
         self.xh = np.empty((0, self.n_inputs + self.units + 1), _F32)
         self.gates = np.empty((self.n_gates, 0, self.units), _F32)
         self.scratch = np.empty((0, self.units), _F32)
+        self.products = BufferProducts(self.matmul, self.xh, self.gates)
 
     def _weights(self) -> Float32Array:
         raise NotImplementedError
@@ -80,13 +84,13 @@ class RecurrentCell:
         self.xh[:, -1] = 1.0  # the constant column that multiplies the bias row
         self.gates = np.empty((self.n_gates, capacity, self.units), _F32)
         self.scratch = np.empty((capacity, self.units), _F32)
+        self.products = BufferProducts(self.matmul, self.xh, self.gates)
 
     def _project(self, x: Float32Array, h: Float32Array) -> Float32Array:
         b = x.shape[0]
         np.copyto(self.xh[:b, : self.n_inputs], x)
         np.copyto(self.xh[:b, self.n_inputs : -1], h)
-        whole = padded_rows(b)
-        self.matmul(self.xh[:whole], self.gates[:, :whole])
+        self.products(padded_rows(b))
         return self.gates[:, :b]
 
     def run(self, x: Float32Array, states: Sequence[Float32Array]) -> Float32Array:
@@ -95,7 +99,15 @@ class RecurrentCell:
 
 
 class LstmCell(RecurrentCell):
+    """`native`: the gates' sigmoids and the new cell state in one C call
+    (`consumer.model.compiled_cells`) where the activations are the usual sigmoid and tanh; the
+    result is the numpy code's, bit for bit."""
+
     n_gates = 4
+
+    def __init__(self, spec: RecurrentSpec, native: bool | None = None) -> None:
+        super().__init__(spec)
+        self.native = compiled_cells.choose(native) and self.fused_tanh
 
     def _weights(self) -> Float32Array:
         spec = self.spec
@@ -111,17 +123,22 @@ class LstmCell(RecurrentCell):
     def run(self, x: Float32Array, states: Sequence[Float32Array]) -> Float32Array:
         h, c = states
         gates = self._project(x, h)
+        scratch = self.scratch[: x.shape[0]]
         if self.fused_tanh:
             np.tanh(gates, out=gates)
-            activations.half_tanh_to_sigmoid(gates[:3])
+        if self.native and c.flags.c_contiguous:
+            _cell_loops.lstm_cell(self.gates, x.shape[0], c)
         else:
-            self.gate_activation(gates[:3])
-            self.activation(gates[3])
-        i, f, o, g = gates
-        scratch = self.scratch[: x.shape[0]]
-        np.multiply(c, f, out=c)
-        np.multiply(i, g, out=scratch)
-        np.add(c, scratch, out=c)
+            if self.fused_tanh:
+                activations.half_tanh_to_sigmoid(gates[:3])
+            else:
+                self.gate_activation(gates[:3])
+                self.activation(gates[3])
+            i, f, _, g = gates
+            np.multiply(c, f, out=c)
+            np.multiply(i, g, out=scratch)
+            np.add(c, scratch, out=c)
+        o = gates[2]
         if self.fused_tanh:
             np.tanh(c, out=scratch)
         else:
@@ -217,9 +234,10 @@ class SimpleRnnCell(RecurrentCell):
         return h
 
 
-def make_cell(spec: RecurrentSpec) -> RecurrentCell:
+def make_cell(spec: RecurrentSpec, native: bool | None = None) -> RecurrentCell:
+    """`native`: whether an LSTM uses the compiled cell loop (None: where it is built)."""
     if spec.kind == "lstm":
-        return LstmCell(spec)
+        return LstmCell(spec, native)
     if spec.kind == "gru":
         return GruCell(spec)
     return SimpleRnnCell(spec)

@@ -22,9 +22,10 @@ CHUNK_ROWS = 1024
 
 
 class NumpyStep(PlanBacked):
-    """Implements `consumer.model.step.StepFunction` from a `StepPlan` alone."""
+    """Implements `consumer.model.step.StepFunction` from a `StepPlan` alone. `native`: whether
+    LSTM layers use the compiled cell loop, equal bit for bit (None: where it is built)."""
 
-    def __init__(self, plan: StepPlan) -> None:
+    def __init__(self, plan: StepPlan, native: bool | None = None) -> None:
         self.plan = plan
         self._stages: list[RecurrentCell | PerStepOp] = []
         width = plan.n_features
@@ -32,7 +33,7 @@ class NumpyStep(PlanBacked):
             if isinstance(layer, IdentitySpec):
                 continue
             if isinstance(layer, RecurrentSpec):
-                self._stages.append(make_cell(layer))
+                self._stages.append(make_cell(layer, native))
                 width = layer.units
             else:
                 op = make_op(layer, width)
