@@ -364,7 +364,7 @@ class StateTable:
             return
         clock = self.stream_time
         first = int(partitions[0])
-        if (partitions == first).all():  # the common case: one partition, no sort
+        if not np.count_nonzero(partitions != first):  # the common case: one partition
             newest = {first: float(times.max())}
         else:  # each partition's newest time in one pass, no sort (partition numbers are small)
             top = np.full(int(partitions.max()) + 1, -np.inf)

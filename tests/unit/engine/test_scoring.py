@@ -114,6 +114,36 @@ def test_any_batching_gives_the_record_by_record_outputs(
     assert skipped == ref.skipped
 
 
+@pytest.mark.parametrize("columns", [False, True], ids=["objects", "columns"])
+@settings(max_examples=150, deadline=None)
+@given(
+    keys=st.lists(st.integers(0, 3), min_size=1, max_size=150),
+    batch=st.integers(1, 150),
+    values=st.lists(st.integers(-5, 5), min_size=150, max_size=150),
+)
+def test_plain_samples_of_a_few_keys_give_the_reference_in_any_batching(
+    columns: bool, keys: list[int], batch: int, values: list[int]
+) -> None:
+    """Single samples without flags, a few keys many times in a batch: the fast path's waves
+    (one per repeat of a key) in the reference's order, however many repeats a batch holds."""
+    records = [
+        record(f"k{key}", offset, [[float(values[offset]), 1.0, float(key)]])
+        for offset, key in enumerate(keys)
+    ]
+    run = make_run()
+    got: list[Row] = []
+    for i in range(0, len(records), batch):
+        part = records[i : i + batch]
+        if columns:
+            times = np.zeros(len(part), np.float64)
+            result = run.engine.process_batch(decoded_batch(part, times, 3))
+        else:
+            result = run.engine.process(part, 0.0)
+        got += flatten(result.outputs)
+    expected, _ = expected_rows(records)
+    assert per_key(got) == per_key(expected)
+
+
 def restored(run: Run, max_steps: int) -> Run:
     """A new worker with `max_steps`, its table rebuilt from the changelog records of `run`'s."""
     after = make_run(max_steps)
