@@ -19,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from itertools import chain
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
@@ -94,12 +95,18 @@ class DecodedBatch:
         return [r for _, r, _ in items], np.asarray([t for _, _, t in items], np.float64)
 
 
+# The ranges `decode_input` accepts, checked by the typed decoder itself (in C): a number beyond
+# float32 or a `ts` beyond 64 bits makes it refuse, and `decode_input` then gives the reason.
+_Feature = Annotated[float, msgspec.Meta(ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
+_Stamp = Annotated[int, msgspec.Meta(ge=_INT64_MIN, le=_INT64_MAX)]
+
+
 @lru_cache(maxsize=8)
 def _sample_decoder(n_features: int) -> msgspec.json.Decoder[Any]:
-    row = tuple.__class_getitem__(tuple([float] * n_features))
+    row = tuple.__class_getitem__(tuple([_Feature] * n_features))
     sample = msgspec.defstruct(
         "Sample",
-        [("features", row), ("ts", int | None, None)],
+        [("features", row), ("ts", _Stamp | None, None)],
         forbid_unknown_fields=True,
     )
     return msgspec.json.Decoder(sample)
@@ -118,38 +125,34 @@ def decode_batch(
     """Decode one micro-batch (rules: `consumer.codecs.inputs`); `times` are the record times."""
     n = len(values)
     decode = _sample_decoder(n_features).decode
-    try:
-        docs: list[Any] = [decode(v) for v in values]  # type: ignore[arg-type]
+    docs: list[Any]
+    names: list[str] = []
+    texts: Sequence[str | None]
+    try:  # the usual batch: every value a plain sample, every key text of a usual length
+        docs = [decode(v) for v in values]  # type: ignore[arg-type]
+        texts = names = [k.decode() for k in keys]  # type: ignore[union-attr]
+        usual = (
+            n > 0
+            and min(map(len, names)) > 0
+            and max(map(len, keys)) <= MAX_KEY_BYTES  # type: ignore[arg-type]
+            and max(map(len, values)) <= max_value_bytes  # type: ignore[arg-type]
+        )
     except Exception:  # any record it doubts: find which, one by one
         docs = [_decoded_or_none(decode, v) for v in values]
-    try:
-        texts: list[str | None] = [k.decode() for k in keys]  # type: ignore[union-attr]
-    except (AttributeError, UnicodeDecodeError):
         texts = [_key_or_none(k) for k in keys]
-    plain = [
-        doc is not None and text is not None and 0 < len(key) <= MAX_KEY_BYTES  # type: ignore[arg-type]
-        for doc, text, key in zip(docs, texts, keys, strict=True)
-    ]
-    if max(map(len, (v for v in values if v is not None)), default=0) > max_value_bytes:
-        plain = [ok and len(v) <= max_value_bytes for ok, v in zip(plain, values, strict=True)]  # type: ignore[arg-type]
-    at = [i for i in range(n) if plain[i]]
-    features = np.array([docs[i].features for i in at], np.float64).reshape(len(at), n_features)
-    ts: list[int | None] = [docs[i].ts for i in at]
-    fits = np.abs(features).max(axis=1, initial=0.0) <= FLOAT32_MAX
-    if any(t is not None and not _INT64_MIN <= t <= _INT64_MAX for t in ts):
-        fits &= np.array([t is None or _INT64_MIN <= t <= _INT64_MAX for t in ts], np.bool_)
-    if not fits.all():
-        keep = np.flatnonzero(fits).tolist()
-        at, features, ts = [at[j] for j in keep], features[keep], [ts[j] for j in keep]
-    index = np.asarray(at, np.intp)
-    parts = np.asarray(partitions, np.int64)
-    offs = np.asarray(offsets, np.int64)
+        usual = False
+    at = list(range(n)) if usual else _plain_positions(docs, texts, keys, values, max_value_bytes)
+    chosen = docs if usual else [docs[i] for i in at]
+    features = np.fromiter(
+        chain.from_iterable([doc.features for doc in chosen]), np.float32, len(at) * n_features
+    ).reshape(len(at), n_features)
+    index = np.arange(n, dtype=np.intp) if usual else np.asarray(at, np.intp)
     samples = Samples(
-        [texts[i] for i in at],  # type: ignore[misc]
-        features.astype(np.float32),
-        parts[index],
-        offs[index],
-        ts,
+        names if usual else [texts[i] for i in at],  # type: ignore[misc]
+        features,
+        np.asarray(partitions, np.int64)[index],
+        np.asarray(offsets, np.int64)[index],
+        [doc.ts for doc in chosen],
         times[index],
         index,
     )
@@ -175,6 +178,24 @@ def decode_batch(
         else:
             batch.rejections.append((i, item))
     return batch
+
+
+def _plain_positions(
+    docs: list[Any],
+    texts: Sequence[str | None],
+    keys: Sequence[bytes | None],
+    values: Sequence[bytes | None],
+    max_value_bytes: int,
+) -> list[int]:
+    """The records the typed decoder took whose key and value are within limits."""
+    return [
+        i
+        for i, (doc, text, key, value) in enumerate(zip(docs, texts, keys, values, strict=True))
+        if doc is not None
+        and text is not None
+        and 0 < len(key) <= MAX_KEY_BYTES  # type: ignore[arg-type]
+        and len(value) <= max_value_bytes  # type: ignore[arg-type]
+    ]
 
 
 def _decoded_or_none(decode: Any, value: bytes | None) -> Any:
