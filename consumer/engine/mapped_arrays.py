@@ -34,6 +34,8 @@ def grown(
 
 
 _MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux only
+_MADV_HUGEPAGE = getattr(mmap, "MADV_HUGEPAGE", None)  # Linux only
+_HUGE_PAGES_FROM = 4 << 20  # numpy's own threshold for asking
 _MADV_POPULATE_WRITE = 23  # Linux 5.14; the mmap module names it only from Python 3.13
 
 
@@ -56,8 +58,14 @@ def anonymous_zeros(
     if not _MAP_POPULATE or size < mmap.PAGESIZE:
         return np.zeros(shape, dtype)
     flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | (_MAP_POPULATE if populate else 0)
+    mapping = mmap.mmap(-1, size, flags=flags)
+    if size >= _HUGE_PAGES_FROM and _MADV_HUGEPAGE is not None:
+        # Huge pages, as numpy asks for its own large arrays: a batch's rows are scattered over
+        # the table, and with 4 KiB pages nearly every row read was also a page-table walk.
+        with contextlib.suppress(OSError):  # transparent huge pages off: small pages it is
+            mapping.madvise(_MADV_HUGEPAGE)
     # The array holds the mapping; it is unmapped when the array goes.
-    return np.frombuffer(mmap.mmap(-1, size, flags=flags), dtype).reshape(shape)
+    return np.frombuffer(mapping, dtype).reshape(shape)
 
 
 def map_rows(arr: npt.NDArray[np.generic], start: int, stop: int) -> None:
