@@ -7,16 +7,8 @@ it the numpy code, which stays the reference, serves alone. The model's tests ru
 
 from __future__ import annotations
 
-from consumer import native_choice
+from consumer.native_choice import OptionalExtension
 
-try:
-    from consumer.model import _cell_loops  # noqa: F401  (imported for its presence)
-except ImportError:
-    BUILT = False
-else:
-    BUILT = True
-
-
-def choose(native: bool | None) -> bool:
-    """Whether to use the extension (see `consumer.native_choice.choose`)."""
-    return native_choice.choose(native, built=BUILT, module="consumer.model._cell_loops")
+_EXTENSION = OptionalExtension("consumer.model._cell_loops")
+BUILT = _EXTENSION.built
+choose = _EXTENSION.choose  # whether to use it (`OptionalExtension.choose`)

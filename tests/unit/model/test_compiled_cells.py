@@ -132,8 +132,10 @@ def test_the_extension_is_built_where_the_tests_run() -> None:
 
 
 def test_asking_for_an_extension_that_is_not_built_is_an_error() -> None:
+    absent = native_choice.OptionalExtension("consumer.model._x")
     with pytest.raises(RuntimeError, match=r"consumer\.model\._x is not built: .*make install"):
-        native_choice.choose(True, built=False, module="consumer.model._x")
-    assert native_choice.choose(None, built=False, module="consumer.model._x") is False
-    assert native_choice.choose(None, built=True, module="consumer.model._x") is True
-    assert native_choice.choose(False, built=True, module="consumer.model._x") is False
+        absent.choose(True)
+    assert absent.choose(None) is False
+    built = native_choice.OptionalExtension("consumer.model._cell_loops")
+    assert built.choose(None) is True
+    assert built.choose(False) is False
