@@ -128,19 +128,25 @@ def decode_batch(
     docs: list[Any]
     names: list[str] = []
     texts: Sequence[str | None]
-    try:  # the usual batch: every value a plain sample, every key text of a usual length
+    try:
         docs = [decode(v) for v in values]  # type: ignore[arg-type]
-        texts = names = [k.decode() for k in keys]  # type: ignore[union-attr]
-        usual = (
-            n > 0
-            and min(map(len, names)) > 0
-            and max(map(len, keys)) <= MAX_KEY_BYTES  # type: ignore[arg-type]
-            and max(map(len, values)) <= max_value_bytes  # type: ignore[arg-type]
-        )
+        usual = True
     except Exception:  # any record it doubts: find which, one by one
         docs = [_decoded_or_none(decode, v) for v in values]
+        usual = False
+    try:
+        texts = names = [k.decode() for k in keys]  # type: ignore[union-attr]
+    except (AttributeError, UnicodeDecodeError):
         texts = [_key_or_none(k) for k in keys]
         usual = False
+    # The usual batch: every value a plain sample, every key text, keys and values within limits.
+    usual = (
+        usual
+        and n > 0
+        and min(map(len, names)) > 0
+        and max(map(len, keys)) <= MAX_KEY_BYTES  # type: ignore[arg-type]
+        and max(map(len, values)) <= max_value_bytes  # type: ignore[arg-type]
+    )
     at = list(range(n)) if usual else _plain_positions(docs, texts, keys, values, max_value_bytes)
     chosen = docs if usual else [docs[i] for i in at]
     features = np.fromiter(
