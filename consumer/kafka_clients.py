@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 TRANSACTION_MARGIN_MS = 10_000
 # Fencing a departed worker's transactional id waits for the broker to abort its transaction.
 FENCE_TIMEOUT_S = 10.0
+# How long librdkafka holds a partition's next fetch once its pre-fetch queue passed its threshold
+# (1,000 ms by default): a reader that empties the queue faster than that waits on itself.
+FETCH_QUEUE_BACKOFF_MS = 10
 
 
 # Called with the broker's answer to an offset commit: an error or None, and the offsets.
@@ -57,6 +60,10 @@ def consumer_config(
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
         "fetch.wait.max.ms": min(100, max(1, settings.max_wait_ms)),
+        # A worker drains a backlog's pre-fetched records faster than one a second: with the
+        # default back-off it sat idle most of each second (one consumer alone: 200,000
+        # records/s; 1.4M to 1.9M with it).
+        "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
         **settings.consumer_properties(),
         "group.id": settings.group_id,
         # Static membership: a worker restarted within the session timeout keeps its partitions.
@@ -122,7 +129,7 @@ def restore_consumer_config(settings: Settings) -> dict[str, object]:
         "max.partition.fetch.bytes": 2 * 1024 * 1024,
         # A restore drains the pre-fetch queue faster than one fetch fills it: by default, once
         # the queue passed its threshold, the next fetch waited a second, and the reader with it.
-        "fetch.queue.backoff.ms": 10,
+        "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
         # A fetch the broker holds for want of records (a partition read to its end) delays
         # the watermark asks queued behind it on the connection (500 ms by default).
         "fetch.wait.max.ms": 20,

@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from consumer import access_rights, kafka_clients
-from consumer.config import Settings
+from consumer.config import Settings, build_settings
 from consumer.kafka_clients import consumer_config, producer_config
 
 
@@ -197,6 +197,26 @@ def test_the_restore_reader_fetches_without_waiting_on_itself() -> None:
     assert cast(int, conf["fetch.queue.backoff.ms"]) <= 50
     assert cast(int, conf["fetch.wait.max.ms"]) <= 50
     assert cast(int, conf["max.partition.fetch.bytes"]) <= 4 * 1024 * 1024
+
+
+def test_the_group_consumer_fetches_again_within_a_micro_batch_wait() -> None:
+    # librdkafka holds a partition's next fetch fetch.queue.backoff.ms (1,000 ms by default) once
+    # its pre-fetch queue passed its threshold; a worker draining a backlog emptied the queue
+    # long before that and waited out the rest: 200,000 records/s consumed where 1.4M were there.
+    s = Settings(model_path=Path("m.keras"))
+    conf = consumer_config(s, _ignore)
+    assert cast(int, conf["fetch.queue.backoff.ms"]) <= s.max_wait_ms
+    assert (
+        conf["fetch.queue.backoff.ms"]
+        == kafka_clients.restore_consumer_config(s)["fetch.queue.backoff.ms"]
+    )
+
+
+def test_a_users_consumer_properties_override_the_services_fetch_settings() -> None:
+    env = {"KAFKA_CONSUMER_FETCH_QUEUE_BACKOFF_MS": "250", "KAFKA_FETCH_WAIT_MAX_MS": "40"}
+    conf = consumer_config(build_settings(["--model", "m.keras"], env), _ignore)
+    assert conf["fetch.queue.backoff.ms"] == "250"
+    assert conf["fetch.wait.max.ms"] == "40"
 
 
 def test_topics_that_never_show_up_fail_start_up_with_a_message(
