@@ -276,12 +276,12 @@ class Restorer:
                 # the restore may still report a high watermark below the restore's end offset:
                 # an end before it is read past, or the keys' newest records would be missed.
                 if offset is not None and offset >= ends[p]:
-                    finished = self._finish(p) or finished
+                    finished = self._finish(p, reached=offset) or finished
                 continue
             assert offset is not None
-            if offset >= ends[p]:
-                finished = self._finish(p) or finished
-                continue
+            if offset >= ends[p] and self._finish(p, reached=offset):
+                finished = True
+                continue  # else the partition grew past its end: this record is read
             session.records += 1
             self._next[p] = offset + 1
             raw_key = msg.key()
@@ -294,7 +294,7 @@ class Restorer:
                 session.outcomes["corrupt"] += 1
                 session.corrupt[None] = CorruptRecord(None, p, offset, "no key")
             if offset >= ends[p] - 1:
-                finished = self._finish(p) or finished
+                finished = self._finish(p, reached=offset + 1) or finished
         if keys:
             self._apply_records(keys, parts, offsets.__getitem__, values, session)
         if finished:
@@ -322,16 +322,20 @@ class Restorer:
             else:
                 session.corrupt.pop(key, None)  # a newer record of the key is the truth
 
-    def _finish(self, p: int) -> bool:
+    def _finish(self, p: int, reached: int) -> bool:
+        """Whether partition p is restored, everything before offset `reached` having been read
+        (or skipped by the client: aborted records, transaction markers)."""
         if p not in self._ends:
             return False
         # The end was asked when the restore began, maybe of a leader just elected, whose high
-        # watermark can lag for a moment. Nothing writes the partition while it is restored, so
-        # a higher watermark now is records still to read.
+        # watermark can lag for a moment: a higher watermark now is records still to read.
+        # Compared with where the reader stands, not with that end: the abort of a departed
+        # writer's transaction appends a marker during the restore, and a reader already past
+        # it (its end-of-partition at the new watermark) would wait for records that never come.
         deadline = time.monotonic() + self.timeout_s
         _, high = _watermarks(self.reader, TopicPartition(self.topic, p), deadline)
-        if high > self._ends[p]:
-            self._ends[p] = high
+        if high > reached:
+            self._ends[p] = max(self._ends[p], high)
             return False
         del self._ends[p]
         self._next.pop(p, None)

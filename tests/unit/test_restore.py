@@ -407,3 +407,53 @@ def test_an_end_offset_asked_of_a_lagging_leader_is_asked_again_before_finishing
     for key in ("a", "b"):
         slot = table.slot_of(key)
         assert slot is not None and int(table.steps[slot]) == 2, key
+
+
+class AbortedDuringRestoreReader(FakeReader):
+    """A read_committed changelog reader on a partition whose last writer died in a transaction:
+    committed records, their commit marker, the open transaction's records, and, once the writer
+    is fenced during the restore, an abort marker. The end asked at the start is the last stable
+    offset (the open transaction's first record); the client skips markers and aborted records
+    and reports the end of the partition once, where it stands."""
+
+    def __init__(self, committed: list[tuple[bytes | None, bytes | None]], aborted: int) -> None:
+        super().__init__(records={0: committed})
+        self.open_from = len(committed) + 1  # after the commit marker
+        self.end = self.open_from + aborted + 1  # after the abort marker
+        self.aborted = False
+        self.eofs: list[int] = []
+
+    def get_watermark_offsets(self, tp: TopicPartition, **_: object) -> tuple[int, int]:
+        return 0, self.end if self.aborted else self.open_from
+
+    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+        self.aborted = True  # the departed writer is fenced as the reading starts
+        if self.assigned.get(0) != len(self.records[0]):
+            return super().consume(num_messages, timeout)
+        if self.eofs:
+            return []  # the client reports an end once per offset
+        self.assigned[0] = self.end
+        self.eofs.append(self.end)
+        eof = KafkaError(KafkaError._PARTITION_EOF)
+        return [FakeMessage(None, None, partition=0, offset=self.end, topic=CHANGELOG, error=eof)]
+
+
+def test_a_transaction_aborted_during_the_restore_does_not_hold_it_forever() -> None:
+    # The restore's end, asked while a departed writer's transaction was open, was below the
+    # abort marker appended when it was fenced; the reader's end of partition came past the
+    # marker, the end was raised to that watermark and the restore then waited for records
+    # that never came (failover under exactly-once: no output of the moved partitions).
+    committed: list[tuple[bytes | None, bytes | None]] = [
+        _state("a", 1, 10),
+        _state("b", 1, 11),
+        _state("a", 2, 12),
+    ]
+    reader = AbortedDuringRestoreReader(committed, aborted=2)
+    table = StateTable((3, 1), 2)
+    stats = restore_partitions(
+        cast(Consumer, reader), CHANGELOG, [0], table=table, model_version=VERSION,
+        timeout_s=2.0,
+    )  # fmt: skip
+    assert reader.eofs == [7]
+    assert stats.records == 3
+    assert [int(table.steps[cast(int, table.slot_of(k))]) for k in ("a", "b")] == [2, 1]
